@@ -1,0 +1,13 @@
+//! Quill: an AI pair-programmer served over the Language Server Protocol.
+//!
+//! The binary (`src/main.rs`) is a thin CLI over this library; see `docs/ARCHITECTURE.md` for the
+//! code map and the invariants each module keeps.
+
+pub mod cli;
+pub mod config;
+pub mod document;
+pub mod error;
+pub mod lsp;
+pub mod position;
+pub mod store;
+pub mod syntax;

@@ -1,0 +1,32 @@
+//! Quill's custom LSP methods: their names and parameter and result shapes.
+//! Every one is documented in `docs/protocol.md`.
+
+use serde::{Deserialize, Serialize};
+use tower_lsp_server::ls_types::Uri;
+
+/// `quill/document`: debug view of the server's copy of a document.
+pub const DOCUMENT: &str = "quill/document";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentParams {
+    pub uri: Uri,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentResult {
+    pub version: i32,
+    pub language_id: String,
+    pub text: String,
+    /// Whether a syntax tree exists for the current text.
+    pub parsed: bool,
+    /// Count of tree-sitter `ERROR` and `MISSING` nodes.
+    pub syntax_errors: usize,
+    /// Why the document is or is not parsed, in words.
+    pub parse_status: String,
+}
+
+/// `textDocument/inlineCompletion` (LSP 3.18), routed as a custom method because
+/// tower-lsp-server's trait predates it.
+pub const INLINE_COMPLETION: &str = "textDocument/inlineCompletion";

@@ -1,0 +1,295 @@
+//! The LSP edge: capabilities, handlers and custom methods. The only module that sees LSP types.
+//!
+//! Handlers follow two rules. Document-sync notifications change the store synchronously, before
+//! any `.await`, so changes apply in arrival order. Requests take a snapshot and drop every lock
+//! before they await anything.
+
+pub mod convert;
+pub mod ext;
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc, OnceLock, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use serde_json::Value;
+use tower_lsp_server::{
+    Client, LanguageServer, LspService, Server,
+    jsonrpc::{self, Result},
+    ls_types::*,
+};
+
+use crate::{
+    config::{self, Config, ConfigError, Layer},
+    error::Error,
+    position::{self, PositionEncoding},
+    store::{Snapshot, Store},
+};
+
+/// Session state that is not the documents.
+#[derive(Debug, Default)]
+struct Session {
+    /// Layers from files and `initializationOptions`, fixed at start.
+    base_layers: Vec<Layer>,
+    /// The last valid `workspace/didChangeConfiguration` layer.
+    client_layer: Option<Layer>,
+    supports_configuration_pull: bool,
+}
+
+pub struct QuillServer {
+    client: Client,
+    store: Arc<Store>,
+    encoding: OnceLock<PositionEncoding>,
+    config: RwLock<Arc<Config>>,
+    session: RwLock<Session>,
+    /// Config errors found during `initialize`, shown once the client is ready for messages.
+    startup_errors: RwLock<Vec<ConfigError>>,
+    shutdown_requested: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for QuillServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuillServer").field("documents", &self.store.len()).finish()
+    }
+}
+
+/// Serve LSP over stdio until `exit` or end of input. Returns the process exit code: 0 after a
+/// `shutdown` request, 1 otherwise, as the spec asks.
+pub async fn serve_stdio() -> i32 {
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = shutdown.clone();
+    let (service, socket) = LspService::build(move |client| QuillServer::new(client, flag.clone()))
+        .custom_method(ext::DOCUMENT, QuillServer::document)
+        .custom_method(ext::INLINE_COMPLETION, QuillServer::inline_completion)
+        .finish();
+    Server::new(tokio::io::stdin(), tokio::io::stdout(), socket).serve(service).await;
+    if shutdown.load(Ordering::SeqCst) { 0 } else { 1 }
+}
+
+impl QuillServer {
+    fn new(client: Client, shutdown_requested: Arc<AtomicBool>) -> Self {
+        QuillServer {
+            client,
+            store: Arc::new(Store::new()),
+            encoding: OnceLock::new(),
+            config: RwLock::new(Arc::new(Config::default())),
+            session: RwLock::new(Session::default()),
+            startup_errors: RwLock::new(Vec::new()),
+            shutdown_requested,
+        }
+    }
+
+    fn encoding(&self) -> PositionEncoding {
+        self.encoding.get().copied().unwrap_or_default()
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn snapshot(&self, uri: &Uri) -> std::result::Result<Snapshot, Error> {
+        let key = convert::uri_key(uri);
+        self.store.snapshot(key).ok_or_else(|| Error::UnknownDocument(key.to_owned()))
+    }
+
+    /// Resolve a request position in a snapshot: clamped per spec, refused if inside a character.
+    fn char_at(&self, snap: &Snapshot, pos: Position) -> std::result::Result<usize, Error> {
+        let enc = self.encoding();
+        let pos = convert::text_pos(pos);
+        position::to_char(&snap.text, pos, enc).ok_or(Error::InvalidPosition { pos, enc: enc.as_str() })
+    }
+
+    /// Re-resolve config from the base layers plus `client_layer`; on success make it current.
+    /// Returns the errors to show. On failure the last good config stays in force.
+    fn apply_layers(&self, client_layer: Option<Layer>) -> Vec<ConfigError> {
+        let Ok(mut session) = self.session.write() else { return Vec::new() };
+        if let Some(layer) = &client_layer
+            && let Err(e) = layer.check()
+        {
+            return vec![e];
+        }
+        let mut layers = session.base_layers.clone();
+        layers.extend(client_layer.clone().or_else(|| session.client_layer.clone()));
+        let resolved = config::resolve(&layers);
+        if let Some(new) = resolved.config {
+            if client_layer.is_some() {
+                session.client_layer = client_layer;
+            }
+            if let Ok(mut current) = self.config.write() {
+                *current = Arc::new(new);
+            }
+        }
+        resolved.errors
+    }
+
+    async fn show_config_errors(&self, errors: Vec<ConfigError>) {
+        for e in errors {
+            tracing::error!("config: {e}");
+            let msg = format!("Quill config error: {e}. Running on the last good configuration.");
+            self.client.show_message(MessageType::ERROR, msg).await;
+        }
+    }
+
+    /// `quill/document`: the server's view of a document, for tests and troubleshooting.
+    async fn document(&self, params: ext::DocumentParams) -> Result<ext::DocumentResult> {
+        let key = convert::uri_key(&params.uri);
+        let info = self.store.info(key).ok_or_else(|| to_rpc(Error::UnknownDocument(key.to_owned())))?;
+        Ok(ext::DocumentResult {
+            version: info.version,
+            language_id: info.language_id,
+            text: info.text,
+            parsed: info.parsed,
+            syntax_errors: info.syntax_errors,
+            parse_status: info.status,
+        })
+    }
+
+    /// `textDocument/inlineCompletion`. Validates its input now; the autocomplete pipeline
+    /// (issue 4) fills the answer.
+    async fn inline_completion(&self, params: InlineCompletionParams) -> Result<InlineCompletionResponse> {
+        let tdp = params.text_document_position;
+        let snap = self.snapshot(&tdp.text_document.uri).map_err(to_rpc)?;
+        self.char_at(&snap, tdp.position).map_err(to_rpc)?;
+        Ok(InlineCompletionResponse::List(InlineCompletionList { items: Vec::new() }))
+    }
+}
+
+fn to_rpc(e: Error) -> jsonrpc::Error {
+    jsonrpc::Error::invalid_params(e.to_string())
+}
+
+fn server_capabilities(enc: PositionEncoding) -> ServerCapabilities {
+    ServerCapabilities {
+        position_encoding: Some(PositionEncodingKind::from(enc.as_str().to_owned())),
+        text_document_sync: Some(TextDocumentSyncCapability::Options(TextDocumentSyncOptions {
+            open_close: Some(true),
+            change: Some(TextDocumentSyncKind::INCREMENTAL),
+            ..Default::default()
+        })),
+        inline_completion_provider: Some(OneOf::Left(true)),
+        completion_provider: Some(CompletionOptions { resolve_provider: Some(false), ..Default::default() }),
+        code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
+            code_action_kinds: Some(vec![CodeActionKind::QUICKFIX, CodeActionKind::REFACTOR_REWRITE]),
+            resolve_provider: Some(true),
+            ..Default::default()
+        })),
+        execute_command_provider: Some(ExecuteCommandOptions { commands: Vec::new(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+fn workspace_root(params: &InitializeParams) -> Option<PathBuf> {
+    let from_folders = params.workspace_folders.as_ref().and_then(|f| f.first()).map(|f| &f.uri);
+    #[allow(deprecated)] // rootUri is still what many clients send
+    let uri = from_folders.or(params.root_uri.as_ref())?;
+    uri.to_file_path().map(|p| p.into_owned())
+}
+
+impl LanguageServer for QuillServer {
+    async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        let offered = params.capabilities.general.as_ref().and_then(|g| g.position_encodings.as_ref());
+        let enc = PositionEncoding::negotiate(offered.into_iter().flatten().map(|k| k.as_str()));
+        let _ = self.encoding.set(enc);
+
+        let root = workspace_root(&params);
+        let (mut layers, mut errors) = config::file_layers(root.as_deref());
+        if let Some(opts) = params.initialization_options {
+            layers.push(Layer::from_client("initializationOptions", opts));
+        }
+        let pull = params.capabilities.workspace.as_ref().and_then(|w| w.configuration).unwrap_or(false);
+        if let Ok(mut s) = self.session.write() {
+            s.base_layers = layers;
+            s.supports_configuration_pull = pull;
+        }
+        errors.extend(self.apply_layers(None));
+        if let Ok(mut e) = self.startup_errors.write() {
+            *e = errors;
+        }
+        tracing::info!(encoding = enc.as_str(), "initialized");
+        Ok(InitializeResult {
+            capabilities: server_capabilities(enc),
+            server_info: Some(ServerInfo { name: "quill".into(), version: Some(env!("CARGO_PKG_VERSION").into()) }),
+            offset_encoding: None,
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        let errors = self.startup_errors.write().map(|mut e| std::mem::take(&mut *e)).unwrap_or_default();
+        self.show_config_errors(errors).await;
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        self.shutdown_requested.store(true, Ordering::SeqCst);
+        tracing::info!("shutdown requested");
+        Ok(())
+    }
+
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        let doc = params.text_document;
+        let limit = self.config().documents.max_parse_bytes;
+        self.store.open(convert::uri_key(&doc.uri), &doc.language_id, doc.version, &doc.text, limit);
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        let uri = convert::uri_key(&params.text_document.uri);
+        let changes: Vec<_> = params.content_changes.into_iter().map(convert::change).collect();
+        if let Err(e) = self.store.change(uri, params.text_document.version, &changes, self.encoding()) {
+            tracing::warn!(uri, "didChange ignored: {e}");
+        }
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        let uri = convert::uri_key(&params.text_document.uri);
+        if !self.store.close(uri) {
+            tracing::warn!(uri, "didClose for a document that is not open");
+        }
+    }
+
+    async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
+        let empty = match &params.settings {
+            Value::Null => true,
+            Value::Object(m) => m.is_empty(),
+            _ => false,
+        };
+        let pull = self.session.read().map(|s| s.supports_configuration_pull).unwrap_or(false);
+        let settings = if empty && pull {
+            // The client signals a change without data: ask for the `quill` section.
+            let item = ConfigurationItem { scope_uri: None, section: Some("quill".into()) };
+            match self.client.configuration(vec![item]).await {
+                Ok(mut v) if !v.is_empty() => v.swap_remove(0),
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!("workspace/configuration failed: {e}");
+                    return;
+                }
+            }
+        } else {
+            params.settings
+        };
+        let errors = self.apply_layers(Some(Layer::from_client("workspace/didChangeConfiguration", settings)));
+        self.show_config_errors(errors).await;
+    }
+
+    async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
+        // Input is checked now; the autocomplete pipeline (issue 4) fills the answer.
+        let tdp = params.text_document_position;
+        let snap = self.snapshot(&tdp.text_document.uri).map_err(to_rpc)?;
+        self.char_at(&snap, tdp.position).map_err(to_rpc)?;
+        Ok(None)
+    }
+
+    async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
+        // Input is checked now; the edit actions (issue 5) fill the answer.
+        let snap = self.snapshot(&params.text_document.uri).map_err(to_rpc)?;
+        self.char_at(&snap, params.range.start).map_err(to_rpc)?;
+        self.char_at(&snap, params.range.end).map_err(to_rpc)?;
+        Ok(Some(Vec::new()))
+    }
+
+    async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<serde_json::Value>> {
+        Err(to_rpc(Error::InvalidParams(format!("unknown command `{}`", params.command))))
+    }
+}
