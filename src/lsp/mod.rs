@@ -6,6 +6,7 @@
 
 pub mod convert;
 pub mod ext;
+pub mod transport;
 
 use std::{
     path::PathBuf,
@@ -64,8 +65,10 @@ pub async fn serve_stdio() -> i32 {
     let (service, socket) = LspService::build(move |client| QuillServer::new(client, flag.clone()))
         .custom_method(ext::DOCUMENT, QuillServer::document)
         .custom_method(ext::INLINE_COMPLETION, QuillServer::inline_completion)
+        .custom_method(transport::MALFORMED, QuillServer::malformed)
         .finish();
-    Server::new(tokio::io::stdin(), tokio::io::stdout(), socket).serve(service).await;
+    let stdin = transport::sanitized(tokio::io::stdin());
+    Server::new(stdin, tokio::io::stdout(), socket).serve(service).await;
     if shutdown.load(Ordering::SeqCst) { 0 } else { 1 }
 }
 
@@ -131,6 +134,11 @@ impl QuillServer {
             let msg = format!("Quill config error: {e}. Running on the last good configuration.");
             self.client.show_message(MessageType::ERROR, msg).await;
         }
+    }
+
+    /// Answers a malformed message (see `transport`) with the JSON-RPC error it deserves.
+    async fn malformed(&self, params: transport::MalformedParams) -> Result<()> {
+        Err(jsonrpc::Error { code: params.code.into(), message: params.message.into(), data: None })
     }
 
     /// `quill/document`: the server's view of a document, for tests and troubleshooting.

@@ -1,0 +1,244 @@
+//! Test harness: a small LSP client that drives the real `quill` binary over stdio, and fixture
+//! helpers (`$0` cursor markers). Shared by the integration tests and the memory benchmark.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::Path,
+    process::{Child, ChildStdin, Command, Stdio},
+    sync::mpsc::{self, Receiver, RecvTimeoutError},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The binary under test (set by cargo for integration tests and benches).
+pub fn quill_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_quill")
+}
+
+/// A running `quill lsp` with a JSON-RPC client attached.
+pub struct Lsp {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    inbox: Receiver<Value>,
+    /// Server-to-client notifications and requests seen while waiting for responses.
+    pub seen: Vec<Value>,
+    next_id: i64,
+    pub home: tempfile::TempDir,
+}
+
+impl Lsp {
+    /// Start the server with an isolated home and config directory.
+    pub fn spawn() -> Lsp {
+        Lsp::spawn_in(None)
+    }
+
+    pub fn spawn_in(xdg_config: Option<&Path>) -> Lsp {
+        let home = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new(quill_bin());
+        cmd.arg("lsp")
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", xdg_config.unwrap_or(home.path()))
+            .env("QUILL_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn quill");
+        let stdout = child.stdout.take().expect("stdout");
+        let stdin = child.stdin.take();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            while let Some(msg) = read_message(&mut reader) {
+                if tx.send(msg).is_err() {
+                    break;
+                }
+            }
+        });
+        Lsp { child, stdin, inbox: rx, seen: Vec::new(), next_id: 1, home }
+    }
+
+    /// Start and complete the `initialize` handshake.
+    pub fn start(init_params: Value) -> (Lsp, Value) {
+        let mut lsp = Lsp::spawn();
+        let result = lsp.initialize(init_params);
+        (lsp, result)
+    }
+
+    pub fn initialize(&mut self, params: Value) -> Value {
+        let result = self.request("initialize", params).expect("initialize ok");
+        self.notify("initialized", json!({}));
+        result
+    }
+
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            // The server may have exited; the test then sees it through missing replies.
+            let _ = stdin.write_all(bytes).and_then(|_| stdin.flush());
+        }
+    }
+
+    pub fn send(&mut self, msg: &Value) {
+        let body = serde_json::to_vec(msg).expect("json");
+        let mut frame = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+        frame.extend_from_slice(&body);
+        self.write_raw(&frame);
+    }
+
+    pub fn notify(&mut self, method: &str, params: Value) {
+        self.send(&json!({"jsonrpc": "2.0", "method": method, "params": params}));
+    }
+
+    /// Send a request and wait for its response: `Ok(result)` or `Err(error object)`.
+    pub fn request(&mut self, method: &str, params: Value) -> Result<Value, Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        self.response(&json!(id))
+    }
+
+    /// Wait for the response with this id, answering server requests on the way.
+    pub fn response(&mut self, id: &Value) -> Result<Value, Value> {
+        let msg = self.wait_for(|m| m.get("id") == Some(id) && m.get("method").is_none());
+        match msg.get("error") {
+            Some(err) => Err(err.clone()),
+            None => Ok(msg.get("result").cloned().unwrap_or(Value::Null)),
+        }
+    }
+
+    /// Wait for a message matching `pred`; other messages go to `seen`.
+    pub fn wait_for(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(i) = self.seen.iter().position(&pred) {
+                return self.seen.remove(i);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.inbox.recv_timeout(left) {
+                Ok(msg) => {
+                    // Answer server-to-client requests so the server never waits on us.
+                    if msg.get("id").is_some() && msg.get("method").is_some() {
+                        let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": null});
+                        self.send(&reply);
+                    }
+                    self.seen.push(msg);
+                }
+                Err(RecvTimeoutError::Timeout) => panic!("timed out; messages seen: {:#?}", self.seen),
+                Err(RecvTimeoutError::Disconnected) => panic!("server closed stdout; seen: {:#?}", self.seen),
+            }
+        }
+    }
+
+    pub fn notification(&mut self, method: &str) -> Value {
+        let m = method.to_owned();
+        self.wait_for(move |msg| msg.get("method").and_then(Value::as_str) == Some(&m) && msg.get("id").is_none())
+    }
+
+    pub fn open(&mut self, uri: &str, language_id: &str, text: &str) {
+        self.notify(
+            "textDocument/didOpen",
+            json!({"textDocument": {"uri": uri, "languageId": language_id, "version": 1, "text": text}}),
+        );
+    }
+
+    pub fn change(&mut self, uri: &str, version: i32, changes: Value) {
+        self.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": uri, "version": version}, "contentChanges": changes}),
+        );
+    }
+
+    pub fn document(&mut self, uri: &str) -> Result<Value, Value> {
+        self.request("quill/document", json!({"uri": uri}))
+    }
+
+    pub fn text(&mut self, uri: &str) -> String {
+        let doc = self.document(uri).expect("quill/document");
+        doc["text"].as_str().expect("text").to_owned()
+    }
+
+    /// Close stdin and wait for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        self.stdin.take();
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("server did not exit");
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `shutdown` then `exit`; returns the exit code.
+    pub fn shutdown(&mut self) -> Option<i32> {
+        self.request("shutdown", Value::Null).expect("shutdown ok");
+        self.notify("exit", Value::Null);
+        self.wait_exit()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Lsp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Read one framed message; `None` at end of stream.
+fn read_message(reader: &mut impl BufRead) -> Option<Value> {
+    let mut length = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.strip_prefix("Content-Length:") {
+            length = v.trim().parse::<usize>().ok();
+        }
+    }
+    let mut body = vec![0; length?];
+    reader.read_exact(&mut body).ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+/// Split a fixture at its `$0` marker: the text without it, and the marker's (line, UTF-16 column).
+pub fn cursor(fixture: &str) -> (String, (u32, u32)) {
+    let at = fixture.find("$0").expect("fixture has a $0 marker");
+    let before = &fixture[..at];
+    let line = before.matches('\n').count() as u32;
+    let col = before.rsplit('\n').next().unwrap_or("").encode_utf16().count() as u32;
+    (format!("{before}{}", &fixture[at + 2..]), (line, col))
+}
+
+/// Initialize params offering the given position encodings.
+pub fn init_params(encodings: &[&str]) -> Value {
+    json!({
+        "processId": null,
+        "rootUri": null,
+        "capabilities": {"general": {"positionEncodings": encodings}},
+    })
+}
+
+pub fn range(sl: u32, sc: u32, el: u32, ec: u32) -> Value {
+    json!({"start": {"line": sl, "character": sc}, "end": {"line": el, "character": ec}})
+}

@@ -1,0 +1,315 @@
+//! End-to-end tests of the LSP server core: the real binary, driven over stdio by a JSON-RPC client.
+//! They cover the handshake, document sync in every encoding, config layering and bad input.
+
+mod common;
+
+use common::{Lsp, cursor, init_params, range};
+use expect_test::expect;
+use serde_json::{Value, json};
+
+const URI: &str = "file:///work/main.rs";
+
+#[test]
+fn initialize_advertises_capabilities() {
+    let (mut lsp, result) = Lsp::start(init_params(&["utf-16"]));
+    let caps = serde_json::to_string_pretty(&result["capabilities"]).expect("json");
+    expect![[r#"
+        {
+          "codeActionProvider": {
+            "codeActionKinds": [
+              "quickfix",
+              "refactor.rewrite"
+            ],
+            "resolveProvider": true
+          },
+          "completionProvider": {
+            "resolveProvider": false
+          },
+          "executeCommandProvider": {
+            "commands": []
+          },
+          "inlineCompletionProvider": true,
+          "positionEncoding": "utf-16",
+          "textDocumentSync": {
+            "change": 2,
+            "openClose": true
+          }
+        }"#]]
+    .assert_eq(&caps);
+    assert_eq!(result["serverInfo"]["name"], "quill");
+    assert_eq!(lsp.shutdown(), Some(0));
+}
+
+#[test]
+fn position_encoding_is_negotiated() {
+    for (offered, chosen) in [
+        (vec!["utf-16", "utf-8"], "utf-8"),
+        (vec!["utf-32", "utf-16"], "utf-32"),
+        (vec!["utf-16", "utf-32"], "utf-16"),
+        (vec![], "utf-16"),
+    ] {
+        let (_lsp, result) = Lsp::start(init_params(&offered));
+        assert_eq!(result["capabilities"]["positionEncoding"], chosen, "offered {offered:?}");
+    }
+    // No `general` capabilities at all: UTF-16.
+    let (_lsp, result) = Lsp::start(json!({"capabilities": {}}));
+    assert_eq!(result["capabilities"]["positionEncoding"], "utf-16");
+}
+
+/// The same logical edit, expressed in each encoding's columns, gives the same text.
+#[test]
+fn incremental_changes_in_every_encoding() {
+    // Insert "X" right after the emoji, whose end is at column 19 in bytes, 16 in UTF-16 units and
+    // 15 in scalars.
+    for (enc, col) in [("utf-8", 19), ("utf-16", 16), ("utf-32", 15)] {
+        let (mut lsp, _) = Lsp::start(init_params(&[enc]));
+        lsp.open(URI, "rust", "fn f() {\n    let s = \"é😀\";\n}\n");
+        lsp.change(URI, 2, json!([{"range": range(1, col, 1, col), "text": "X"}]));
+        assert_eq!(lsp.text(URI), "fn f() {\n    let s = \"é😀X\";\n}\n", "{enc}");
+        // A column inside the emoji is refused as a whole batch (except in UTF-32, where it cannot be).
+        if enc != "utf-32" {
+            lsp.change(URI, 3, json!([{"range": range(1, col - 1, 1, col - 1), "text": "!"}]));
+            let doc = lsp.document(URI).expect("doc");
+            assert_eq!(doc["version"], 2, "{enc}");
+        }
+    }
+}
+
+#[test]
+fn document_state_tracks_edits_and_parse() {
+    let (mut lsp, _) = Lsp::start(init_params(&["utf-16"]));
+    let (text, (line, col)) = cursor("fn main() {\n    let x = 1$0;\n}\n");
+    lsp.open(URI, "rust", &text);
+    let doc = lsp.document(URI).expect("doc");
+    assert_eq!(doc["parsed"], true);
+    assert_eq!(doc["syntaxErrors"], 0);
+    assert_eq!(doc["languageId"], "rust");
+
+    // Delete the semicolon: a syntax error appears; put it back: it goes away.
+    lsp.change(URI, 2, json!([{"range": range(line, col, line, col + 1), "text": ""}]));
+    let doc = lsp.document(URI).expect("doc");
+    assert!(doc["syntaxErrors"].as_u64() > Some(0), "{doc}");
+    lsp.change(URI, 3, json!([{"range": range(line, col, line, col), "text": ";"}]));
+    let doc = lsp.document(URI).expect("doc");
+    assert_eq!((doc["version"].clone(), doc["syntaxErrors"].clone()), (json!(3), json!(0)));
+
+    // Several changes in one notification apply in order; a full replace resets everything.
+    lsp.change(URI, 4, json!([
+        {"range": range(0, 0, 0, 0), "text": "// a\n"},
+        {"range": range(0, 4, 0, 4), "text": "b"},
+    ]));
+    assert!(lsp.text(URI).starts_with("// ab\nfn main"));
+    lsp.change(URI, 5, json!([{"text": "x = 1\n"}]));
+    assert_eq!(lsp.text(URI), "x = 1\n");
+
+    // Stale and duplicate versions are ignored.
+    lsp.change(URI, 5, json!([{"text": "duplicate"}]));
+    lsp.change(URI, 1, json!([{"text": "stale"}]));
+    let doc = lsp.document(URI).expect("doc");
+    assert_eq!((doc["version"].clone(), doc["text"].clone()), (json!(5), json!("x = 1\n")));
+
+    // didClose frees the document.
+    lsp.notify("textDocument/didClose", json!({"textDocument": {"uri": URI}}));
+    let err = lsp.document(URI).expect_err("closed");
+    assert_eq!(err["code"], -32602);
+    assert!(err["message"].as_str().is_some_and(|m| m.contains("unknown document")), "{err}");
+    assert_eq!(lsp.shutdown(), Some(0));
+}
+
+#[test]
+fn out_of_range_positions_are_clamped() {
+    let (mut lsp, _) = Lsp::start(init_params(&["utf-16"]));
+    lsp.open(URI, "rust", "ab\r\ncd\n");
+    // Past the line end: clamped to before "\r\n".
+    lsp.change(URI, 2, json!([{"range": range(0, 99, 0, 120), "text": "!"}]));
+    assert_eq!(lsp.text(URI), "ab!\r\ncd\n");
+    // Past the last line: the end of the document.
+    lsp.change(URI, 3, json!([{"range": range(50, 0, 60, 9), "text": "tail"}]));
+    assert_eq!(lsp.text(URI), "ab!\r\ncd\ntail");
+    // A reversed range is read as its mirror image.
+    lsp.change(URI, 4, json!([{"range": range(1, 2, 1, 0), "text": "CD"}]));
+    assert_eq!(lsp.text(URI), "ab!\r\nCD\ntail");
+    // Requests with positions far out of range are clamped too, not refused.
+    let r = lsp.request("textDocument/completion", json!({"textDocument": {"uri": URI}, "position": {"line": 1_000_000, "character": 5}}));
+    assert_eq!(r, Ok(Value::Null));
+}
+
+#[test]
+fn large_and_binary_documents_are_kept_unparsed() {
+    let (mut lsp, _) = Lsp::start(json!({
+        "capabilities": {},
+        "initializationOptions": {"documents": {"max_parse_bytes": 64}},
+    }));
+    let big = "fn x() {}\n".repeat(10);
+    lsp.open("file:///big.rs", "rust", &big);
+    let doc = lsp.document("file:///big.rs").expect("doc");
+    assert_eq!((doc["parsed"].clone(), doc["text"].as_str().map(str::len)), (json!(false), Some(100)));
+    assert!(doc["parseStatus"].as_str().is_some_and(|s| s.contains("64-byte limit")), "{doc}");
+
+    lsp.open("file:///bin.rs", "rust", "fn a() {}\u{0}\u{1}\u{2}");
+    let doc = lsp.document("file:///bin.rs").expect("doc");
+    assert_eq!(doc["parsed"], false);
+    assert_eq!(doc["text"], "fn a() {}\u{0}\u{1}\u{2}");
+
+    lsp.open("file:///notes.txt", "plaintext", "hello");
+    let doc = lsp.document("file:///notes.txt").expect("doc");
+    assert_eq!((doc["parsed"].clone(), doc["text"].clone()), (json!(false), json!("hello")));
+}
+
+#[test]
+fn malformed_messages_get_errors_and_the_server_stays_up() {
+    let (mut lsp, _) = Lsp::start(init_params(&["utf-16"]));
+    lsp.open(URI, "rust", "fn a() {}\n");
+
+    // Not JSON at all.
+    let garbage = b"{\"jsonrpc\": \"2.0\", \"id\": 5, \"method\": ";
+    lsp.write_raw(format!("Content-Length: {}\r\n\r\n", garbage.len()).as_bytes());
+    lsp.write_raw(garbage);
+    let err = lsp.wait_for(|m| m.get("error").is_some() && m["id"].is_null());
+    assert_eq!(err["error"]["code"], -32700, "{err}");
+
+    // Invalid UTF-8 inside a message body.
+    let mut body = br#"{"jsonrpc":"2.0","method":"textDocument/didOpen","params":{"textDocument":{"uri":"file:///u.rs","languageId":"rust","version":1,"text":"a"#.to_vec();
+    body.extend_from_slice(&[0xff, 0xfe]);
+    body.extend_from_slice(br#""}}}"#);
+    lsp.write_raw(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    lsp.write_raw(&body);
+    let err = lsp.wait_for(|m| m.get("error").is_some() && m["id"].is_null());
+    assert_eq!(err["error"]["code"], -32700, "{err}");
+
+    // A lone surrogate escape is not a valid string: the notification is dropped, not applied.
+    let lone = br#"{"jsonrpc":"2.0","method":"textDocument/didOpen","params":{"textDocument":{"uri":"file:///s.rs","languageId":"rust","version":1,"text":"\ud800"}}}"#;
+    lsp.write_raw(format!("Content-Length: {}\r\n\r\n", lone.len()).as_bytes());
+    lsp.write_raw(lone);
+    assert!(lsp.document("file:///s.rs").is_err());
+
+    // Unknown methods: a request gets MethodNotFound, a notification is ignored.
+    let err = lsp.request("quill/noSuchMethod", json!({})).expect_err("unknown");
+    assert_eq!(err["code"], -32601);
+    lsp.notify("quill/noSuchNotification", json!({"x": 1}));
+
+    // Wrong parameter shapes.
+    let err = lsp.request("quill/document", json!({"url": URI})).expect_err("bad params");
+    assert_eq!(err["code"], -32602);
+    let err = lsp.request("textDocument/completion", json!({"textDocument": {"uri": "file:///nope.rs"}, "position": {"line": 0, "character": 0}})).expect_err("unknown doc");
+    assert!(err["message"].as_str().is_some_and(|m| m.contains("unknown document")), "{err}");
+    let err = lsp
+        .request("textDocument/inlineCompletion", json!({"textDocument": {"uri": "file:///nope.rs"}, "position": {"line": 0, "character": 0}, "context": {"triggerKind": 1}}))
+        .expect_err("unknown doc");
+    assert_eq!(err["code"], -32602);
+    lsp.notify("textDocument/didChange", json!({"textDocument": {"uri": "file:///nope.rs", "version": 2}, "contentChanges": [{"text": "x"}]}));
+    lsp.notify("textDocument/didChange", json!({"textDocument": {"uri": URI}}));
+    let err = lsp.request("workspace/executeCommand", json!({"command": "quill.nothing", "arguments": []})).expect_err("unknown cmd");
+    assert_eq!(err["code"], -32602);
+
+    // After all that, the document is intact and the server answers.
+    assert_eq!(lsp.text(URI), "fn a() {}\n");
+    assert!(lsp.is_running());
+    assert_eq!(lsp.shutdown(), Some(0));
+}
+
+#[test]
+fn inline_completion_and_code_actions_answer_empty_until_their_features_land() {
+    let (mut lsp, _) = Lsp::start(init_params(&["utf-16"]));
+    lsp.open(URI, "rust", "fn a() {\n    \n}\n");
+    let r = lsp
+        .request("textDocument/inlineCompletion", json!({"textDocument": {"uri": URI}, "position": {"line": 1, "character": 4}, "context": {"triggerKind": 2}}))
+        .expect("inline");
+    assert_eq!(r, json!({"items": []}));
+    let r = lsp
+        .request("textDocument/codeAction", json!({"textDocument": {"uri": URI}, "range": range(0, 0, 2, 1), "context": {"diagnostics": []}}))
+        .expect("actions");
+    assert_eq!(r, json!([]));
+}
+
+#[test]
+fn lifecycle_follows_the_spec() {
+    // exit without shutdown: exit code 1.
+    let (mut lsp, _) = Lsp::start(init_params(&[]));
+    lsp.notify("exit", Value::Null);
+    assert_eq!(lsp.wait_exit(), Some(1));
+
+    // Requests after shutdown are refused; exit then gives 0.
+    let (mut lsp, _) = Lsp::start(init_params(&[]));
+    lsp.request("shutdown", Value::Null).expect("shutdown");
+    let err = lsp.request("quill/document", json!({"uri": URI})).expect_err("after shutdown");
+    assert_eq!(err["code"], -32600);
+    lsp.notify("exit", Value::Null);
+    assert_eq!(lsp.wait_exit(), Some(0));
+
+    // A request before initialize is refused with ServerNotInitialized.
+    let mut lsp = Lsp::spawn();
+    let err = lsp.request("quill/document", json!({"uri": URI})).expect_err("before init");
+    assert_eq!(err["code"], -32002);
+
+    // End of input without exit: the process ends (code 1).
+    let (mut lsp, _) = Lsp::start(init_params(&[]));
+    assert_eq!(lsp.wait_exit(), Some(1));
+}
+
+/// Config layering, observed through `documents.max_parse_bytes`.
+#[test]
+fn config_layers_and_errors() {
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let xdg = tempfile::tempdir().expect("tempdir");
+    std::fs::write(workspace.path().join("quill.toml"), "[documents]\nmax_parse_bytes = 5\n").expect("write");
+    let root = format!("file://{}", workspace.path().display());
+    let parsed = |lsp: &mut Lsp, uri: &str| lsp.document(uri).expect("doc")["parsed"].as_bool();
+
+    // The workspace file applies.
+    let mut lsp = Lsp::spawn_in(Some(xdg.path()));
+    lsp.initialize(json!({"capabilities": {}, "rootUri": root}));
+    lsp.open("file:///a.rs", "rust", "fn a() {}");
+    assert_eq!(parsed(&mut lsp, "file:///a.rs"), Some(false));
+    drop(lsp);
+
+    // The user file overrides it; initializationOptions override both.
+    std::fs::create_dir_all(xdg.path().join("quill")).expect("mkdir");
+    std::fs::write(xdg.path().join("quill/config.toml"), "[documents]\nmax_parse_bytes = 1000\n").expect("write");
+    let mut lsp = Lsp::spawn_in(Some(xdg.path()));
+    lsp.initialize(json!({"capabilities": {}, "rootUri": root}));
+    lsp.open("file:///a.rs", "rust", "fn a() {}");
+    assert_eq!(parsed(&mut lsp, "file:///a.rs"), Some(true));
+    drop(lsp);
+
+    let mut lsp = Lsp::spawn_in(Some(xdg.path()));
+    lsp.initialize(json!({"capabilities": {}, "rootUri": root, "initializationOptions": {"documents": {"max_parse_bytes": 3}}}));
+    lsp.open("file:///a.rs", "rust", "fn a() {}");
+    assert_eq!(parsed(&mut lsp, "file:///a.rs"), Some(false));
+
+    // A valid didChangeConfiguration (VS Code style, wrapped in "quill") applies to new documents.
+    lsp.notify("workspace/didChangeConfiguration", json!({"settings": {"quill": {"documents": {"max_parse_bytes": 100}}}}));
+    lsp.open("file:///b.rs", "rust", "fn b() {}");
+    assert_eq!(parsed(&mut lsp, "file:///b.rs"), Some(true));
+
+    // An invalid one is reported by key, and the last good config stays.
+    lsp.notify("workspace/didChangeConfiguration", json!({"settings": {"documents": {"max_parse_bytes": 1, "colour": "red"}}}));
+    let msg = lsp.notification("window/showMessage");
+    assert_eq!(msg["params"]["type"], 1, "{msg}");
+    let text = msg["params"]["message"].as_str().unwrap_or_default();
+    assert!(text.contains("documents.colour"), "{text}");
+    lsp.open("file:///c.rs", "rust", "fn c() {}");
+    assert_eq!(parsed(&mut lsp, "file:///c.rs"), Some(true));
+
+    // Routing to an undefined provider is refused, naming the key.
+    lsp.notify("workspace/didChangeConfiguration", json!({"settings": {"chat": {"provider": "ghost"}}}));
+    let msg = lsp.notification("window/showMessage");
+    let text = msg["params"]["message"].as_str().unwrap_or_default();
+    assert!(text.contains("chat.provider") && text.contains("ghost"), "{text}");
+    assert!(lsp.is_running());
+    assert_eq!(lsp.shutdown(), Some(0));
+}
+
+#[test]
+fn invalid_startup_config_is_reported_and_the_server_runs() {
+    let workspace = tempfile::tempdir().expect("tempdir");
+    std::fs::write(workspace.path().join("quill.toml"), "[providers.x]\nkind = \"openai\"\nmodle = 3\n").expect("write");
+    let root = format!("file://{}", workspace.path().display());
+    let mut lsp = Lsp::spawn();
+    lsp.initialize(json!({"capabilities": {}, "rootUri": root}));
+    let msg = lsp.notification("window/showMessage");
+    let text = msg["params"]["message"].as_str().unwrap_or_default();
+    assert!(text.contains("quill.toml") && text.contains("providers.x.modle"), "{text}");
+    lsp.open(URI, "rust", "fn a() {}");
+    assert_eq!(lsp.text(URI), "fn a() {}");
+}
