@@ -105,7 +105,10 @@ fn check(workspace: Option<PathBuf>) -> ExitCode {
     errors.extend(resolved.errors);
     let mut out = String::new();
     let sources: Vec<&str> = layers.iter().map(|l: &Layer| l.source.as_str()).collect();
-    out.push_str(&format!("config sources: {}\n", if sources.is_empty() { "none (defaults)".into() } else { sources.join(", ") }));
+    out.push_str(&format!(
+        "config sources: {}\n",
+        if sources.is_empty() { "none (defaults)".into() } else { sources.join(", ") }
+    ));
     let config = resolved.config.unwrap_or_default();
     out.push_str("providers:\n");
     if config.providers.is_empty() {

@@ -344,7 +344,11 @@ fn redact_literals(msg: &str) -> String {
         rest = &rest[open + 1..];
         let Some(close) = rest.find(quote) else { break };
         let inner = &rest[..close];
-        if inner.len() > 32 { out.push_str("<redacted>") } else { out.push_str(inner) }
+        if inner.len() > 32 {
+            out.push_str("<redacted>")
+        } else {
+            out.push_str(inner)
+        }
         out.push(quote);
         rest = &rest[close + 1..];
     }
@@ -458,7 +462,10 @@ mod tests {
             "[providers.local]\nkind = \"ollama\"\nmodel = \"qwen2.5-coder\"\n[completion]\nprovider = \"local\"\n",
         )
         .expect("toml");
-        let client = layer("initializationOptions", json!({"quill": {"providers": {"local": {"kind": "ollama", "model": "codellama"}}}}));
+        let client = layer(
+            "initializationOptions",
+            json!({"quill": {"providers": {"local": {"kind": "ollama", "model": "codellama"}}}}),
+        );
         let r = resolve(&[file, client]);
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         let c = r.config.expect("config");

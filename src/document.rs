@@ -31,7 +31,10 @@ pub enum ParseStatus {
     Parsed,
     /// Quill has no grammar for this language (or it was compiled out).
     NoGrammar,
-    TooLarge { bytes: usize, limit: usize },
+    TooLarge {
+        bytes: usize,
+        limit: usize,
+    },
     /// NUL bytes or a high share of control characters: not source code.
     Binary,
     /// tree-sitter gave up (it only does so on cancellation or timeouts, which we do not set).
@@ -93,7 +96,13 @@ thread_local! {
 }
 
 impl Document {
-    pub fn new(text: &str, version: i32, language_id: &str, language: Option<Language>, max_parse_bytes: usize) -> Self {
+    pub fn new(
+        text: &str,
+        version: i32,
+        language_id: &str,
+        language: Option<Language>,
+        max_parse_bytes: usize,
+    ) -> Self {
         let text = Rope::from_str(text);
         let mut doc = Document {
             binary: looks_binary(&text),
@@ -156,7 +165,12 @@ impl Document {
 
     /// Apply a batch of changes for `version`, in order. All or nothing: if any change has an
     /// invalid position, the document is left unchanged.
-    pub fn apply_changes(&mut self, version: i32, changes: &[Change], enc: PositionEncoding) -> Result<(), ChangeError> {
+    pub fn apply_changes(
+        &mut self,
+        version: i32,
+        changes: &[Change],
+        enc: PositionEncoding,
+    ) -> Result<(), ChangeError> {
         if version <= self.version {
             return Err(ChangeError::StaleVersion { current: self.version, got: version });
         }

@@ -46,8 +46,7 @@ impl PositionEncoding {
     /// the client's first choice among the ones we support, and UTF-16 (which every client must
     /// support) when it offers nothing we know.
     pub fn negotiate<'a>(offered: impl IntoIterator<Item = &'a str>) -> Self {
-        let offered: Vec<PositionEncoding> =
-            offered.into_iter().filter_map(PositionEncoding::from_name).collect();
+        let offered: Vec<PositionEncoding> = offered.into_iter().filter_map(PositionEncoding::from_name).collect();
         if offered.contains(&PositionEncoding::Utf8) {
             return PositionEncoding::Utf8;
         }

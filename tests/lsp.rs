@@ -94,10 +94,14 @@ fn document_state_tracks_edits_and_parse() {
     assert_eq!((doc["version"].clone(), doc["syntaxErrors"].clone()), (json!(3), json!(0)));
 
     // Several changes in one notification apply in order; a full replace resets everything.
-    lsp.change(URI, 4, json!([
-        {"range": range(0, 0, 0, 0), "text": "// a\n"},
-        {"range": range(0, 4, 0, 4), "text": "b"},
-    ]));
+    lsp.change(
+        URI,
+        4,
+        json!([
+            {"range": range(0, 0, 0, 0), "text": "// a\n"},
+            {"range": range(0, 4, 0, 4), "text": "b"},
+        ]),
+    );
     assert!(lsp.text(URI).starts_with("// ab\nfn main"));
     lsp.change(URI, 5, json!([{"text": "x = 1\n"}]));
     assert_eq!(lsp.text(URI), "x = 1\n");
@@ -130,7 +134,10 @@ fn out_of_range_positions_are_clamped() {
     lsp.change(URI, 4, json!([{"range": range(1, 2, 1, 0), "text": "CD"}]));
     assert_eq!(lsp.text(URI), "ab!\r\nCD\ntail");
     // Requests with positions far out of range are clamped too, not refused.
-    let r = lsp.request("textDocument/completion", json!({"textDocument": {"uri": URI}, "position": {"line": 1_000_000, "character": 5}}));
+    let r = lsp.request(
+        "textDocument/completion",
+        json!({"textDocument": {"uri": URI}, "position": {"line": 1_000_000, "character": 5}}),
+    );
     assert_eq!(r, Ok(Value::Null));
 }
 
@@ -191,15 +198,25 @@ fn malformed_messages_get_errors_and_the_server_stays_up() {
     // Wrong parameter shapes.
     let err = lsp.request("quill/document", json!({"url": URI})).expect_err("bad params");
     assert_eq!(err["code"], -32602);
-    let err = lsp.request("textDocument/completion", json!({"textDocument": {"uri": "file:///nope.rs"}, "position": {"line": 0, "character": 0}})).expect_err("unknown doc");
+    let err = lsp
+        .request(
+            "textDocument/completion",
+            json!({"textDocument": {"uri": "file:///nope.rs"}, "position": {"line": 0, "character": 0}}),
+        )
+        .expect_err("unknown doc");
     assert!(err["message"].as_str().is_some_and(|m| m.contains("unknown document")), "{err}");
     let err = lsp
         .request("textDocument/inlineCompletion", json!({"textDocument": {"uri": "file:///nope.rs"}, "position": {"line": 0, "character": 0}, "context": {"triggerKind": 1}}))
         .expect_err("unknown doc");
     assert_eq!(err["code"], -32602);
-    lsp.notify("textDocument/didChange", json!({"textDocument": {"uri": "file:///nope.rs", "version": 2}, "contentChanges": [{"text": "x"}]}));
+    lsp.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": "file:///nope.rs", "version": 2}, "contentChanges": [{"text": "x"}]}),
+    );
     lsp.notify("textDocument/didChange", json!({"textDocument": {"uri": URI}}));
-    let err = lsp.request("workspace/executeCommand", json!({"command": "quill.nothing", "arguments": []})).expect_err("unknown cmd");
+    let err = lsp
+        .request("workspace/executeCommand", json!({"command": "quill.nothing", "arguments": []}))
+        .expect_err("unknown cmd");
     assert_eq!(err["code"], -32602);
 
     // After all that, the document is intact and the server answers.
@@ -217,7 +234,10 @@ fn inline_completion_and_code_actions_answer_empty_until_their_features_land() {
         .expect("inline");
     assert_eq!(r, json!({"items": []}));
     let r = lsp
-        .request("textDocument/codeAction", json!({"textDocument": {"uri": URI}, "range": range(0, 0, 2, 1), "context": {"diagnostics": []}}))
+        .request(
+            "textDocument/codeAction",
+            json!({"textDocument": {"uri": URI}, "range": range(0, 0, 2, 1), "context": {"diagnostics": []}}),
+        )
         .expect("actions");
     assert_eq!(r, json!([]));
 }
@@ -273,17 +293,25 @@ fn config_layers_and_errors() {
     drop(lsp);
 
     let mut lsp = Lsp::spawn_in(Some(xdg.path()));
-    lsp.initialize(json!({"capabilities": {}, "rootUri": root, "initializationOptions": {"documents": {"max_parse_bytes": 3}}}));
+    lsp.initialize(
+        json!({"capabilities": {}, "rootUri": root, "initializationOptions": {"documents": {"max_parse_bytes": 3}}}),
+    );
     lsp.open("file:///a.rs", "rust", "fn a() {}");
     assert_eq!(parsed(&mut lsp, "file:///a.rs"), Some(false));
 
     // A valid didChangeConfiguration (VS Code style, wrapped in "quill") applies to new documents.
-    lsp.notify("workspace/didChangeConfiguration", json!({"settings": {"quill": {"documents": {"max_parse_bytes": 100}}}}));
+    lsp.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"quill": {"documents": {"max_parse_bytes": 100}}}}),
+    );
     lsp.open("file:///b.rs", "rust", "fn b() {}");
     assert_eq!(parsed(&mut lsp, "file:///b.rs"), Some(true));
 
     // An invalid one is reported by key, and the last good config stays.
-    lsp.notify("workspace/didChangeConfiguration", json!({"settings": {"documents": {"max_parse_bytes": 1, "colour": "red"}}}));
+    lsp.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"documents": {"max_parse_bytes": 1, "colour": "red"}}}),
+    );
     let msg = lsp.notification("window/showMessage");
     assert_eq!(msg["params"]["type"], 1, "{msg}");
     let text = msg["params"]["message"].as_str().unwrap_or_default();
@@ -303,7 +331,8 @@ fn config_layers_and_errors() {
 #[test]
 fn invalid_startup_config_is_reported_and_the_server_runs() {
     let workspace = tempfile::tempdir().expect("tempdir");
-    std::fs::write(workspace.path().join("quill.toml"), "[providers.x]\nkind = \"openai\"\nmodle = 3\n").expect("write");
+    std::fs::write(workspace.path().join("quill.toml"), "[providers.x]\nkind = \"openai\"\nmodle = 3\n")
+        .expect("write");
     let root = format!("file://{}", workspace.path().display());
     let mut lsp = Lsp::spawn();
     lsp.initialize(json!({"capabilities": {}, "rootUri": root}));

@@ -14,10 +14,7 @@ pub fn position(p: TextPos) -> Position {
 }
 
 pub fn change(event: TextDocumentContentChangeEvent) -> Change {
-    Change {
-        range: event.range.map(|r| (text_pos(r.start), text_pos(r.end))),
-        text: event.text,
-    }
+    Change { range: event.range.map(|r| (text_pos(r.start), text_pos(r.end))), text: event.text }
 }
 
 /// The store's key for a document: the URI exactly as the client spelled it.

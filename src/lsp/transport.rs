@@ -53,7 +53,9 @@ pub fn sanitized<R: AsyncRead + Unpin + Send + 'static>(input: R) -> DuplexStrea
 
 /// Read one frame. `Ok(None)` at end of input; `Ok(Some(Err(_)))` for a frame that cannot be used
 /// (bad header, too large), after skipping its bytes.
-async fn read_frame<R: AsyncRead + Unpin>(input: &mut BufReader<R>) -> std::io::Result<Option<Result<Vec<u8>, String>>> {
+async fn read_frame<R: AsyncRead + Unpin>(
+    input: &mut BufReader<R>,
+) -> std::io::Result<Option<Result<Vec<u8>, String>>> {
     let mut length: Option<usize> = None;
     let mut bad_header = None;
     let mut saw_any = false;
@@ -106,7 +108,9 @@ pub fn vet(body: &[u8]) -> Cow<'_, [u8]> {
         Ok(v) => v,
         Err(e) => return Cow::Owned(synthetic(-32700, &format!("invalid JSON: {e}"), Value::Null)),
     };
-    if serde_json::from_value::<Request>(value.clone()).is_ok() || serde_json::from_value::<Response>(value.clone()).is_ok() {
+    if serde_json::from_value::<Request>(value.clone()).is_ok()
+        || serde_json::from_value::<Response>(value.clone()).is_ok()
+    {
         return Cow::Borrowed(body);
     }
     // Valid JSON but not a JSON-RPC 2.0 message: answer with the id if there is a usable one.
@@ -147,7 +151,10 @@ mod tests {
     #[test]
     fn bad_messages_become_malformed_requests() {
         let v = vetted(b"{\"jsonrpc\": ");
-        assert_eq!((v["method"].as_str(), v["id"].clone(), v["params"]["code"].clone()), (Some(MALFORMED), Value::Null, json!(-32700)));
+        assert_eq!(
+            (v["method"].as_str(), v["id"].clone(), v["params"]["code"].clone()),
+            (Some(MALFORMED), Value::Null, json!(-32700))
+        );
         let v = vetted(b"{\"a\":\"\xff\"}");
         assert_eq!(v["params"]["code"], -32700);
         let v = vetted(br#"{"jsonrpc":"1.0","id":7,"method":"x"}"#);
