@@ -19,54 +19,84 @@ fn main() {
 
 const LINES: usize = 20_000;
 
-fn doc() -> Document {
-    Document::new(&fixtures::rust_file(LINES), 1, "rust", Some(Language::Rust), DEFAULT_MAX_PARSE_BYTES)
+/// Types one character, or deletes it again on odd versions, so the document keeps its size.
+fn keystroke(doc: &mut Document, version: &Cell<i32>, at: TextPos) {
+    let v = version.get() + 1;
+    version.set(v);
+    let change = if v % 2 == 0 {
+        Change { range: Some((at, at)), text: "x".into() }
+    } else {
+        Change { range: Some((at, TextPos::new(at.line, at.col + 1))), text: String::new() }
+    };
+    doc.apply_changes(v, &[change], PositionEncoding::Utf16).expect("edit applies");
 }
 
-/// One typed character in the middle of a 20k-line file, then the incremental reparse. Iterations
-/// alternate between typing and deleting the character so the document stays the same size.
-#[divan::bench(sample_count = 200)]
-fn keystroke_reparse_20k_lines(bencher: Bencher) {
-    let mut doc = doc();
-    assert!(doc.tree().is_some());
+/// A point inside a function body near the middle of the file, where typing a letter is ordinary.
+fn middle(text: &str) -> TextPos {
+    let line = text.lines().enumerate().skip(LINES / 2).find(|(_, l)| l.contains("let prefix")).map(|(i, _)| i);
+    TextPos::new(line.expect("fixture has bodies") as u32, 8)
+}
+
+/// What `didChange` costs: one character into a 20k-line file (rope edit plus `Tree::edit`; the
+/// reparse is deferred to the next reader).
+#[divan::bench(sample_count = 500)]
+fn keystroke_20k_lines(bencher: Bencher) {
+    let text = fixtures::rust_file(LINES);
+    let at = middle(&text);
+    let mut doc = Document::new(&text, 1, "rust", Some(Language::Rust), DEFAULT_MAX_PARSE_BYTES);
+    doc.ensure_parsed();
     let version = Cell::new(1);
-    // Inside a function body, at a point where typing a letter is ordinary.
-    let at = TextPos::new(10_006, 8);
+    bencher.bench_local(|| keystroke(&mut doc, &version, at));
+}
+
+/// One character plus the incremental reparse, on a file of 5,000 top-level items (the worst shape:
+/// tree-sitter's reparse walks every top-level sibling).
+#[divan::bench(sample_count = 100)]
+fn keystroke_reparse_20k_lines_flat(bencher: Bencher) {
+    let text = fixtures::rust_file(LINES);
+    let at = middle(&text);
+    let mut doc = Document::new(&text, 1, "rust", Some(Language::Rust), DEFAULT_MAX_PARSE_BYTES);
+    doc.ensure_parsed();
+    let version = Cell::new(1);
     bencher.bench_local(|| {
-        let v = version.get() + 1;
-        version.set(v);
-        let change = if v % 2 == 0 {
-            Change { range: Some((at, at)), text: "x".into() }
-        } else {
-            Change { range: Some((at, TextPos::new(at.line, at.col + 1))), text: String::new() }
-        };
-        doc.apply_changes(v, &[change], PositionEncoding::Utf16).expect("edit applies");
+        keystroke(&mut doc, &version, at);
+        doc.ensure_parsed();
     });
 }
 
-/// A keystroke in a document with no grammar: the cost of the rope edit alone, as a baseline.
-#[divan::bench(sample_count = 200)]
+/// One character plus the incremental reparse, on the same items grouped 50 to a `mod`.
+#[divan::bench(sample_count = 100)]
+fn keystroke_reparse_20k_lines_in_mods(bencher: Bencher) {
+    let text = fixtures::rust_file_in_mods(LINES, 50);
+    let at = middle(&text);
+    let mut doc = Document::new(&text, 1, "rust", Some(Language::Rust), DEFAULT_MAX_PARSE_BYTES);
+    doc.ensure_parsed();
+    let version = Cell::new(1);
+    bencher.bench_local(|| {
+        keystroke(&mut doc, &version, at);
+        doc.ensure_parsed();
+    });
+}
+
+/// A keystroke in a document with no grammar: the rope edit alone, as a baseline.
+#[divan::bench(sample_count = 500)]
 fn keystroke_text_only_20k_lines(bencher: Bencher) {
-    let mut doc = Document::new(&fixtures::rust_file(LINES), 1, "plaintext", None, DEFAULT_MAX_PARSE_BYTES);
+    let text = fixtures::rust_file(LINES);
+    let at = middle(&text);
+    let mut doc = Document::new(&text, 1, "plaintext", None, DEFAULT_MAX_PARSE_BYTES);
     let version = Cell::new(1);
-    let at = TextPos::new(10_006, 8);
-    bencher.bench_local(|| {
-        let v = version.get() + 1;
-        version.set(v);
-        let change = if v % 2 == 0 {
-            Change { range: Some((at, at)), text: "x".into() }
-        } else {
-            Change { range: Some((at, TextPos::new(at.line, at.col + 1))), text: String::new() }
-        };
-        doc.apply_changes(v, &[change], PositionEncoding::Utf16).expect("edit applies");
-    });
+    bencher.bench_local(|| keystroke(&mut doc, &version, at));
 }
 
 /// Full parse of the same file, for the ratio against the incremental path.
 #[divan::bench(sample_count = 20)]
 fn full_parse_20k_lines(bencher: Bencher) {
     let text = fixtures::rust_file(LINES);
-    bencher.bench(|| Document::new(black_box(&text), 1, "rust", Some(Language::Rust), DEFAULT_MAX_PARSE_BYTES));
+    bencher.bench(|| {
+        let mut doc = Document::new(black_box(&text), 1, "rust", Some(Language::Rust), DEFAULT_MAX_PARSE_BYTES);
+        doc.ensure_parsed();
+        doc
+    });
 }
 
 const ENCODINGS: [PositionEncoding; 3] = [PositionEncoding::Utf8, PositionEncoding::Utf16, PositionEncoding::Utf32];

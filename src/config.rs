@@ -21,7 +21,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::document::DEFAULT_MAX_PARSE_BYTES;
+use crate::document::{DEFAULT_MAX_PARSE_BYTES, DEFAULT_TREE_CACHE_BYTES};
 
 /// The whole configuration. Every field has a default, so any layer may be partial.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
@@ -109,11 +109,16 @@ pub struct DocumentsConfig {
     /// Documents larger than this many bytes are kept as text but not parsed.
     #[schemars(range(min = 0))]
     pub max_parse_bytes: usize,
+    /// Syntax trees are kept in memory for the most recently used documents whose sources add up
+    /// to this many bytes (a tree takes roughly 30 times its source); the rest are rebuilt on demand.
+    /// The most recently used document always keeps its tree.
+    #[schemars(range(min = 0))]
+    pub tree_cache_bytes: usize,
 }
 
 impl Default for DocumentsConfig {
     fn default() -> Self {
-        DocumentsConfig { max_parse_bytes: DEFAULT_MAX_PARSE_BYTES }
+        DocumentsConfig { max_parse_bytes: DEFAULT_MAX_PARSE_BYTES, tree_cache_bytes: DEFAULT_TREE_CACHE_BYTES }
     }
 }
 

@@ -1,8 +1,10 @@
 //! One open document: its rope, version, language and syntax tree, and the rules for changing it.
 //!
-//! Edits are applied to the rope and mirrored into the tree with `Tree::edit`; the tree is then
-//! reparsed incrementally from rope chunks, so no keystroke copies the whole text. Documents that
-//! are too large or look binary are kept as text, unparsed, and say why.
+//! Edits are applied to the rope and mirrored into the tree with `Tree::edit`. The reparse is
+//! deferred until someone needs the tree ([`Document::ensure_parsed`], called by snapshots): it is
+//! incremental and reads rope chunks, so no keystroke copies the whole text, and a burst of typing
+//! costs one reparse, not one per keystroke. Documents that are too large or look binary are kept
+//! as text, unparsed, and say why.
 
 use std::{cell::RefCell, fmt};
 
@@ -13,6 +15,14 @@ use crate::{
     position::{self, PositionEncoding, TextPos},
     syntax::Language,
 };
+
+/// The longest one parse may run before it is abandoned. Typical reparses take well under a
+/// millisecond; error recovery on large inputs that are not the language can take seconds.
+pub const PARSE_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Keep syntax trees for at most this many bytes of source by default. A tree costs roughly 30
+/// times its source's size, so this is about 16 MB of trees.
+pub const DEFAULT_TREE_CACHE_BYTES: usize = 512 * 1024;
 
 /// Parse no document larger than this by default (bytes).
 pub const DEFAULT_MAX_PARSE_BYTES: usize = 10 * 1024 * 1024;
@@ -37,7 +47,8 @@ pub enum ParseStatus {
     },
     /// NUL bytes or a high share of control characters: not source code.
     Binary,
-    /// tree-sitter gave up (it only does so on cancellation or timeouts, which we do not set).
+    /// The parse ran over [`PARSE_BUDGET`] (pathological input, e.g. a large file of another
+    /// language's text). Retried from scratch after the next change.
     Failed,
 }
 
@@ -50,7 +61,9 @@ impl fmt::Display for ParseStatus {
                 write!(f, "not parsed: {bytes} bytes is over the {limit}-byte limit (documents.max_parse_bytes)")
             }
             ParseStatus::Binary => f.write_str("not parsed: content looks binary"),
-            ParseStatus::Failed => f.write_str("parser gave up"),
+            ParseStatus::Failed => {
+                write!(f, "not parsed: tree-sitter ran over its {} ms budget", PARSE_BUDGET.as_millis())
+            }
         }
     }
 }
@@ -71,7 +84,10 @@ pub struct Document {
     version: i32,
     language_id: String,
     language: Option<Language>,
+    /// The last parsed tree, with every later edit applied by `Tree::edit`.
     tree: Option<Tree>,
+    /// The text changed since `tree` was parsed; the next reader reparses.
+    stale: bool,
     status: ParseStatus,
     /// Kept up to date per change, so a keystroke never rescans the whole text.
     binary: bool,
@@ -111,10 +127,11 @@ impl Document {
             language_id: language_id.to_owned(),
             language,
             tree: None,
+            stale: false,
             status: ParseStatus::NoGrammar,
             max_parse_bytes,
         };
-        doc.reparse(false);
+        doc.classify();
         doc
     }
 
@@ -130,16 +147,30 @@ impl Document {
     pub fn language(&self) -> Option<Language> {
         self.language
     }
-    pub fn tree(&self) -> Option<&Tree> {
+    /// The syntax tree for the current text, parsing first if edits are pending.
+    pub fn tree(&mut self) -> Option<&Tree> {
+        self.ensure_parsed();
         self.tree.as_ref()
     }
     pub fn status(&self) -> ParseStatus {
         self.status
     }
 
+    /// Whether a tree is held in memory (up to date or awaiting a reparse).
+    pub fn holds_tree(&self) -> bool {
+        self.tree.is_some()
+    }
+
+    /// Free the tree to save memory; the next reader parses from scratch.
+    pub fn drop_tree(&mut self) {
+        if self.tree.take().is_some() {
+            self.stale = self.status == ParseStatus::Parsed;
+        }
+    }
+
     /// Number of `ERROR` and `MISSING` nodes in the tree (0 when unparsed).
-    pub fn syntax_errors(&self) -> usize {
-        let Some(tree) = &self.tree else { return 0 };
+    pub fn syntax_errors(&mut self) -> usize {
+        let Some(tree) = self.tree() else { return 0 };
         if !tree.root_node().has_error() {
             return 0;
         }
@@ -203,12 +234,12 @@ impl Document {
         self.version = version;
         self.tree = tree;
         self.binary = binary;
-        self.reparse(true);
+        self.classify();
         Ok(())
     }
 
-    /// Bring the tree up to date with the text, or record why there is none.
-    fn reparse(&mut self, incremental: bool) {
+    /// Decide whether the current text may be parsed; if so, mark the tree for reparsing.
+    fn classify(&mut self) {
         let bytes = self.text.len_bytes();
         let grammar = self.language.and_then(Language::grammar);
         let status = if grammar.is_none() {
@@ -223,12 +254,21 @@ impl Document {
         if status != self.status && status != ParseStatus::Parsed {
             tracing::info!(language = self.language_id, "document {status}");
         }
-        let Some(grammar) = grammar.filter(|_| status == ParseStatus::Parsed) else {
+        self.status = status;
+        self.stale = status == ParseStatus::Parsed;
+        if !self.stale {
             self.tree = None;
-            self.status = status;
+        }
+    }
+
+    /// Reparse if edits are pending: incrementally from the edited tree, reading rope chunks.
+    pub fn ensure_parsed(&mut self) {
+        if !self.stale {
             return;
-        };
-        let old = if incremental { self.tree.take() } else { None };
+        }
+        self.stale = false;
+        let Some(grammar) = self.language.and_then(Language::grammar) else { return };
+        let old = self.tree.take();
         let text = &self.text;
         let tree = PARSER.with(|p| {
             let mut parser = p.borrow_mut();
@@ -242,9 +282,31 @@ impl Document {
                 let (chunk, chunk_start, _, _) = text.chunk_at_byte(byte);
                 &chunk.as_bytes()[byte - chunk_start..]
             };
-            parser.parse_with_options(&mut read, old.as_ref(), None)
+            let started = std::time::Instant::now();
+            let mut budget = |_: &tree_sitter::ParseState| {
+                if started.elapsed() > PARSE_BUDGET {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
+            };
+            let options = tree_sitter::ParseOptions::new().progress_callback(&mut budget);
+            let tree = parser.parse_with_options(&mut read, old.as_ref(), Some(options));
+            if tree.is_none() {
+                // A cancelled parse would otherwise resume on this thread's next call.
+                parser.reset();
+            }
+            tree
         });
-        self.status = if tree.is_some() { ParseStatus::Parsed } else { ParseStatus::Failed };
+        if tree.is_none() {
+            tracing::warn!(
+                language = self.language_id,
+                bytes = self.text.len_bytes(),
+                "parse abandoned after {} ms",
+                PARSE_BUDGET.as_millis()
+            );
+            self.status = ParseStatus::Failed;
+        }
         self.tree = tree;
     }
 }
@@ -318,9 +380,9 @@ mod tests {
         doc.apply_changes(3, &[change(1, 13, 1, 13, ";")], PositionEncoding::Utf16).expect("apply");
         assert_eq!(doc.syntax_errors(), 0);
         // The incremental tree equals a fresh parse.
-        let fresh = rust(&doc.text().to_string());
-        let sexp = |d: &Document| d.tree().map(|t| t.root_node().to_sexp());
-        assert_eq!(sexp(&doc), sexp(&fresh));
+        let mut fresh = rust(&doc.text().to_string());
+        let sexp = |d: &mut Document| d.tree().map(|t| t.root_node().to_sexp());
+        assert_eq!(sexp(&mut doc), sexp(&mut fresh));
     }
 
     #[test]
@@ -341,7 +403,7 @@ mod tests {
 
     #[test]
     fn large_and_binary_documents_are_not_parsed() {
-        let doc = Document::new("fn a() {}", 1, "rust", Some(Language::Rust), 4);
+        let mut doc = Document::new("fn a() {}", 1, "rust", Some(Language::Rust), 4);
         assert_eq!(doc.status(), ParseStatus::TooLarge { bytes: 9, limit: 4 });
         assert!(doc.tree().is_none());
         let mut doc = rust("fn a() {}\0\u{1}");

@@ -1,15 +1,21 @@
 //! The map of open documents, keyed by URI string, and cheap snapshots of them.
 //!
+//! Syntax trees are large (about 30 times their source), so the store keeps trees only for the most
+//! recently used documents whose sources add up to the tree budget; others drop their tree and
+//! reparse from scratch when next read. The most recently used tree is always kept.
+//!
 //! Architecture Invariant: the store is changed only by the document-sync notification handlers,
 //! synchronously, before their first `.await`. Everything downstream reads a [`Snapshot`], which
 //! owns its data (an O(1) rope clone and a refcounted tree), so no map lock outlives a call here.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use ropey::Rope;
 use tree_sitter::Tree;
 
 use crate::{
-    document::{Change, ChangeError, Document, ParseStatus},
+    document::{Change, ChangeError, DEFAULT_TREE_CACHE_BYTES, Document, ParseStatus},
     position::PositionEncoding,
     syntax::Language,
 };
@@ -56,9 +62,29 @@ pub struct DocumentInfo {
     pub status: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Store {
-    docs: DashMap<String, Document>,
+    docs: DashMap<String, Entry>,
+    /// Source bytes whose trees may stay cached (`documents.tree_cache_bytes`).
+    tree_budget: AtomicUsize,
+    /// Logical clock for least-recently-used tree eviction.
+    clock: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    doc: Document,
+    last_used: u64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            docs: DashMap::new(),
+            tree_budget: AtomicUsize::new(DEFAULT_TREE_CACHE_BYTES),
+            clock: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Store {
@@ -66,18 +92,63 @@ impl Store {
         Store::default()
     }
 
+    pub fn set_tree_budget(&self, bytes: usize) {
+        self.tree_budget.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Run `f` on a document with an up-to-date tree. Room in the tree cache is made first, so the
+    /// evicted trees are freed before the new one is built and peak memory stays within budget.
+    fn with_parsed<T>(&self, uri: &str, f: impl FnOnce(&mut Document) -> T) -> Option<T> {
+        {
+            let mut entry = self.docs.get_mut(uri)?;
+            entry.last_used = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
+        } // each guard is dropped before eviction, which locks other shards
+        self.evict_trees(uri);
+        let mut entry = self.docs.get_mut(uri)?;
+        entry.doc.ensure_parsed();
+        Some(f(&mut entry.doc))
+    }
+
+    /// Drop the least recently used trees until the rest fit the budget, never `keep`'s.
+    fn evict_trees(&self, keep: &str) {
+        let budget = self.tree_budget.load(Ordering::Relaxed);
+        let mut held: Vec<(u64, usize, String)> = self
+            .docs
+            .iter()
+            .filter(|e| e.doc.holds_tree() && e.key() != keep)
+            .map(|e| (e.last_used, e.doc.text().len_bytes(), e.key().clone()))
+            .collect();
+        let kept_bytes = self.docs.get(keep).map_or(0, |e| e.doc.text().len_bytes());
+        let mut total: usize = kept_bytes + held.iter().map(|h| h.1).sum::<usize>();
+        if total <= budget {
+            return;
+        }
+        held.sort_unstable();
+        for (_, bytes, uri) in held {
+            if total <= budget {
+                break;
+            }
+            if let Some(mut e) = self.docs.get_mut(&uri) {
+                e.doc.drop_tree();
+                tracing::debug!(uri, bytes, "syntax tree evicted (documents.tree_cache_bytes)");
+            }
+            total -= bytes;
+        }
+    }
+
     /// Open (or reopen) a document. A reopen replaces the old state, as the spec implies.
     pub fn open(&self, uri: &str, language_id: &str, version: i32, text: &str, max_parse_bytes: usize) {
         let language = Language::detect(language_id, uri);
         let doc = Document::new(text, version, language_id, language, max_parse_bytes);
-        if let Some(old) = self.docs.insert(uri.to_owned(), doc) {
-            tracing::warn!(uri, old_version = old.version(), "didOpen for a document already open; replaced");
+        let entry = Entry { doc, last_used: 0 };
+        if let Some(old) = self.docs.insert(uri.to_owned(), entry) {
+            tracing::warn!(uri, old_version = old.doc.version(), "didOpen for a document already open; replaced");
         }
     }
 
     pub fn change(&self, uri: &str, version: i32, changes: &[Change], enc: PositionEncoding) -> Result<(), StoreError> {
-        let mut doc = self.docs.get_mut(uri).ok_or_else(|| StoreError::Unknown(uri.to_owned()))?;
-        doc.apply_changes(version, changes, enc)?;
+        let mut entry = self.docs.get_mut(uri).ok_or_else(|| StoreError::Unknown(uri.to_owned()))?;
+        entry.doc.apply_changes(version, changes, enc)?;
         Ok(())
     }
 
@@ -86,9 +157,9 @@ impl Store {
         self.docs.remove(uri).is_some()
     }
 
+    /// An owned view of the document, its tree brought up to date first.
     pub fn snapshot(&self, uri: &str) -> Option<Snapshot> {
-        let doc = self.docs.get(uri)?;
-        Some(Snapshot {
+        self.with_parsed(uri, |doc| Snapshot {
             uri: uri.to_owned(),
             version: doc.version(),
             language_id: doc.language_id().to_owned(),
@@ -100,8 +171,7 @@ impl Store {
     }
 
     pub fn info(&self, uri: &str) -> Option<DocumentInfo> {
-        let doc = self.docs.get(uri)?;
-        Some(DocumentInfo {
+        self.with_parsed(uri, |doc| DocumentInfo {
             version: doc.version(),
             language_id: doc.language_id().to_owned(),
             text: doc.text().to_string(),
@@ -111,11 +181,43 @@ impl Store {
         })
     }
 
+    /// How many documents hold a syntax tree in memory (for tests and the memory benchmark).
+    pub fn trees_held(&self) -> usize {
+        self.docs.iter().filter(|e| e.doc.holds_tree()).count()
+    }
+
     pub fn len(&self) -> usize {
         self.docs.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.docs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::DEFAULT_MAX_PARSE_BYTES;
+
+    #[test]
+    fn trees_beyond_the_budget_are_evicted_least_recently_used_first() {
+        let store = Store::new();
+        store.set_tree_budget(25);
+        for name in ["a", "b", "c"] {
+            store.open(name, "rust", 1, "fn f() { let x = 1; }", DEFAULT_MAX_PARSE_BYTES); // 21 bytes
+        }
+        assert_eq!(store.trees_held(), 0, "parsing is lazy");
+        store.snapshot("a");
+        store.snapshot("b");
+        assert_eq!(store.trees_held(), 1, "only the latest fits");
+        let b = store.snapshot("b").expect("open");
+        assert!(b.tree.is_some());
+        // An evicted tree comes back on demand, parsed from scratch.
+        let a = store.snapshot("a").expect("open");
+        assert!(a.tree.is_some_and(|t| !t.root_node().has_error()));
+        store.set_tree_budget(1000);
+        store.snapshot("c");
+        assert_eq!(store.trees_held(), 2);
     }
 }

@@ -121,6 +121,7 @@ impl QuillServer {
             if client_layer.is_some() {
                 session.client_layer = client_layer;
             }
+            self.store.set_tree_budget(new.documents.tree_cache_bytes);
             if let Ok(mut current) = self.config.write() {
                 *current = Arc::new(new);
             }
