@@ -341,4 +341,12 @@ fn invalid_startup_config_is_reported_and_the_server_runs() {
     assert!(text.contains("quill.toml") && text.contains("providers.x.modle"), "{text}");
     lsp.open(URI, "rust", "fn a() {}");
     assert_eq!(lsp.text(URI), "fn a() {}");
+
+    // The broken file is reported once: a later valid change does not repeat it, so the next
+    // message is about the next mistake.
+    lsp.notify("workspace/didChangeConfiguration", json!({"settings": {"documents": {"max_parse_bytes": 100}}}));
+    lsp.notify("workspace/didChangeConfiguration", json!({"settings": {"documents": {"colour": 1}}}));
+    let msg = lsp.notification("window/showMessage");
+    let text = msg["params"]["message"].as_str().unwrap_or_default();
+    assert!(text.contains("documents.colour") && !text.contains("quill.toml"), "{text}");
 }

@@ -208,6 +208,14 @@ impl LanguageServer for QuillServer {
         if let Some(opts) = params.initialization_options {
             layers.push(Layer::from_client("initializationOptions", opts));
         }
+        // Invalid sources are reported once, here, and left out of every later resolution.
+        layers.retain(|layer| match layer.check() {
+            Ok(()) => true,
+            Err(e) => {
+                errors.push(e);
+                false
+            }
+        });
         let pull = params.capabilities.workspace.as_ref().and_then(|w| w.configuration).unwrap_or(false);
         if let Ok(mut s) = self.session.write() {
             s.base_layers = layers;
