@@ -49,25 +49,11 @@ fn keystroke_20k_lines(bencher: Bencher) {
     bencher.bench_local(|| keystroke(&mut doc, &version, at));
 }
 
-/// One character plus the incremental reparse, on a file of 5,000 top-level items (the worst shape:
-/// tree-sitter's reparse walks every top-level sibling).
-#[divan::bench(sample_count = 100)]
-fn keystroke_reparse_20k_lines_flat(bencher: Bencher) {
-    let text = fixtures::rust_file(LINES);
-    let at = middle(&text);
-    let mut doc = Document::new(&text, 1, "rust", Some(Language::Rust), DEFAULT_MAX_PARSE_BYTES);
-    doc.ensure_parsed();
-    let version = Cell::new(1);
-    bencher.bench_local(|| {
-        keystroke(&mut doc, &version, at);
-        doc.ensure_parsed();
-    });
-}
-
-/// One character plus the incremental reparse, on the same items grouped 50 to a `mod`.
-#[divan::bench(sample_count = 100)]
-fn keystroke_reparse_20k_lines_in_mods(bencher: Bencher) {
-    let text = fixtures::rust_file_in_mods(LINES, 50);
+/// One character plus the incremental reparse. `flat`: 5,000 top-level items (the worst shape:
+/// tree-sitter's reparse walks every top-level sibling); `in_mods`: the same items, 50 to a `mod`.
+#[divan::bench(args = ["flat", "in_mods"], sample_count = 100)]
+fn keystroke_reparse_20k_lines(bencher: Bencher, shape: &str) {
+    let text = if shape == "flat" { fixtures::rust_file(LINES) } else { fixtures::rust_file_in_mods(LINES, 50) };
     let at = middle(&text);
     let mut doc = Document::new(&text, 1, "rust", Some(Language::Rust), DEFAULT_MAX_PARSE_BYTES);
     doc.ensure_parsed();
