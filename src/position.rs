@@ -52,15 +52,6 @@ impl PositionEncoding {
         }
         offered.first().copied().unwrap_or_default()
     }
-
-    /// Width of one character in this encoding's units.
-    pub fn char_width(self, c: char) -> usize {
-        match self {
-            PositionEncoding::Utf8 => c.len_utf8(),
-            PositionEncoding::Utf16 => c.len_utf16(),
-            PositionEncoding::Utf32 => 1,
-        }
-    }
 }
 
 /// A zero-based (line, column) pair, the column in some [`PositionEncoding`]'s units.

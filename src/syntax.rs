@@ -148,13 +148,6 @@ impl QueryKind {
             QueryKind::Definitions => "definitions",
         }
     }
-
-    fn index(self) -> usize {
-        match self {
-            QueryKind::Blocks => 0,
-            QueryKind::Definitions => 1,
-        }
-    }
 }
 
 /// Why a query could not be compiled.
@@ -272,13 +265,6 @@ pub fn try_query(lang: Language, kind: QueryKind) -> Result<&'static Query, &'st
         result
     })
     .as_ref()
-}
-
-/// Every (language, kind) that has a query source, embedded or overridden.
-pub fn query_files() -> Vec<(Language, QueryKind)> {
-    let mut v: Vec<_> = registry().sources.keys().copied().collect();
-    v.sort_by_key(|(l, k)| (*l, k.index()));
-    v
 }
 
 #[cfg(test)]

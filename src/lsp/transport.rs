@@ -104,15 +104,14 @@ pub fn vet(body: &[u8]) -> Cow<'_, [u8]> {
         Ok(t) => t,
         Err(e) => return Cow::Owned(synthetic(-32700, &format!("message is not valid UTF-8: {e}"), Value::Null)),
     };
+    // The common case costs one typed parse; only a message that is not JSON-RPC pays for more.
+    if serde_json::from_str::<Request>(text).is_ok() || serde_json::from_str::<Response>(text).is_ok() {
+        return Cow::Borrowed(body);
+    }
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => return Cow::Owned(synthetic(-32700, &format!("invalid JSON: {e}"), Value::Null)),
     };
-    if serde_json::from_value::<Request>(value.clone()).is_ok()
-        || serde_json::from_value::<Response>(value.clone()).is_ok()
-    {
-        return Cow::Borrowed(body);
-    }
     // Valid JSON but not a JSON-RPC 2.0 message: answer with the id if there is a usable one.
     let id = match value.get("id") {
         Some(id @ (Value::Number(_) | Value::String(_))) => id.clone(),
