@@ -52,9 +52,133 @@ pub struct ProviderConfig {
     /// Base URL; each kind has a default where the vendor has one.
     #[serde(default)]
     pub base_url: Option<String>,
-    /// Name of the environment variable that holds the API key (never the key itself).
+    /// Name of the environment variable that holds the API key (never the key itself). Each kind
+    /// has a default (`ANTHROPIC_API_KEY`, `OPENAI_API_KEY`, ...); see docs/protocol.md.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// How autocomplete asks this endpoint for a fill-in-the-middle answer.
+    #[serde(default)]
+    pub completion_mode: CompletionMode,
+    /// FIM template: a model family name (`starcoder`, `deepseek`, `codellama`, `qwen`,
+    /// `codestral`, `codegemma`) or a custom template. Picked from the model name when absent.
+    #[serde(default)]
+    pub fim_template: Option<FimTemplateConfig>,
+    /// Azure OpenAI `api-version` query parameter. Absent: the v1 surface (`/openai/v1/...`).
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// AWS region (Bedrock) or Google Cloud location (Vertex). Bedrock defaults to `$AWS_REGION`,
+    /// then `$AWS_DEFAULT_REGION`, then `us-east-1`; Vertex to `us-east5`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Google Cloud project (Vertex). Defaults to the service account's `project_id`.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Path of a Google service-account JSON key (Vertex). Defaults to
+    /// `$GOOGLE_APPLICATION_CREDENTIALS`.
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// Milliseconds to open a connection.
+    #[serde(default = "defaults::connect_timeout_ms")]
+    #[schemars(range(min = 1))]
+    pub connect_timeout_ms: u64,
+    /// Milliseconds from sending a request to the first byte of its answer.
+    #[serde(default = "defaults::first_byte_timeout_ms")]
+    #[schemars(range(min = 1))]
+    pub first_byte_timeout_ms: u64,
+    /// Milliseconds a started stream may stay silent before it is abandoned as stalled.
+    #[serde(default = "defaults::idle_timeout_ms")]
+    #[schemars(range(min = 1))]
+    pub idle_timeout_ms: u64,
+    /// Milliseconds a whole request may take, stream included.
+    #[serde(default = "defaults::total_timeout_ms")]
+    #[schemars(range(min = 1))]
+    pub total_timeout_ms: u64,
+    /// Retries for chat and edit after 429 (short `retry-after`), 529 or 5xx, before any byte
+    /// has streamed. Autocomplete never retries.
+    #[serde(default = "defaults::max_retries")]
+    #[schemars(range(max = 10))]
+    pub max_retries: u32,
+}
+
+mod defaults {
+    pub fn connect_timeout_ms() -> u64 {
+        5_000
+    }
+    pub fn first_byte_timeout_ms() -> u64 {
+        60_000
+    }
+    pub fn idle_timeout_ms() -> u64 {
+        30_000
+    }
+    pub fn total_timeout_ms() -> u64 {
+        600_000
+    }
+    pub fn max_retries() -> u32 {
+        2
+    }
+}
+
+impl ProviderConfig {
+    /// A provider of `kind` with every optional setting at its default.
+    pub fn new(kind: ProviderKind) -> Self {
+        ProviderConfig {
+            kind,
+            model: None,
+            base_url: None,
+            api_key_env: None,
+            completion_mode: CompletionMode::Auto,
+            fim_template: None,
+            api_version: None,
+            region: None,
+            project: None,
+            credentials_file: None,
+            connect_timeout_ms: defaults::connect_timeout_ms(),
+            first_byte_timeout_ms: defaults::first_byte_timeout_ms(),
+            idle_timeout_ms: defaults::idle_timeout_ms(),
+            total_timeout_ms: defaults::total_timeout_ms(),
+            max_retries: defaults::max_retries(),
+        }
+    }
+}
+
+/// How an endpoint does fill-in-the-middle. It depends on the server, not the vendor: vLLM rejects
+/// `suffix`, Ollama applies its model's template to it, llama.cpp has `/infill`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CompletionMode {
+    /// Pick from the kind and model name (see docs/protocol.md).
+    #[default]
+    Auto,
+    /// Send prefix and suffix as separate fields; the server applies the model's template.
+    Suffix,
+    /// Render the model family's FIM template into a raw prompt.
+    Template,
+    /// llama.cpp's `/infill`.
+    Infill,
+    /// Send only the text before the cursor as a plain prompt (base models without FIM tokens).
+    Prompt,
+    /// Ask a chat model with a cursor-marker prompt.
+    Chat,
+}
+
+/// A FIM template: a known family, or a custom one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum FimTemplateConfig {
+    /// `starcoder`, `starcoder2`, `deepseek`, `deepseek-v2`, `codellama`, `qwen`, `codestral`, `codegemma`.
+    Family(String),
+    Custom(CustomFimTemplate),
+}
+
+/// A custom FIM template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomFimTemplate {
+    /// The prompt, with `{prefix}` and `{suffix}` where the text before and after the cursor go.
+    pub template: String,
+    /// Tokens that end the answer; they are sent as stop sequences and stripped from the output.
+    #[serde(default)]
+    pub stop: Vec<String>,
 }
 
 /// Provider wire protocols.

@@ -1,0 +1,17 @@
+//! STUB: gemini wire protocol (to be written).
+
+use std::sync::Arc;
+
+use super::{ChatRequest, CompletionRequest, Ctx, ErrorKind, EventStream, ProviderError, http::{Retry, Parser, Frame, Fault}, Event};
+
+pub(crate) struct Gemini;
+
+impl Gemini {
+    pub fn new(_ctx: &Ctx) -> Result<Self, ProviderError> { Ok(Gemini) }
+    pub async fn complete(&self, ctx: &Arc<Ctx>, _req: &CompletionRequest) -> Result<EventStream, ProviderError> { Err(ctx.error(ErrorKind::Unsupported, "not yet")) }
+    pub async fn chat(&self, ctx: &Arc<Ctx>, _req: &ChatRequest, _retry: Retry) -> Result<EventStream, ProviderError> { Err(ctx.error(ErrorKind::Unsupported, "not yet")) }
+}
+
+#[derive(Default)]
+pub(crate) struct GenerateParser;
+impl Parser for GenerateParser { fn frame(&mut self, _f: Frame, _out: &mut Vec<Event>) -> Result<(), Fault> { Err(Fault::malformed("stub")) } }

@@ -1,0 +1,770 @@
+//! The one place Quill speaks HTTP: a shared keep-alive client, sending with timeouts and bounded
+//! retries, mapping error answers to [`ProviderError`], and driving a response body through a
+//! framer and a vendor parser into [`Event`]s.
+//!
+//! Architecture Invariant: a request is re-sent only before any byte of its answer has been read,
+//! and only for chat and edit. There is no reconnecting event source: a finished or cut stream is
+//! never re-posted (that would bill the generation twice).
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use reqwest::{
+    Method, StatusCode,
+    header::{HeaderMap, HeaderName, HeaderValue},
+};
+use serde_json::Value;
+
+use super::{
+    Ctx,
+    error::{ErrorKind, ProviderError, TimeoutPhase, scrub},
+    eventstream,
+    sse::{LineParser, SseEvent, SseParser},
+    types::{Event, Finish, StopReason, Usage},
+};
+
+/// A request ready to go on the wire. Kept as bytes so a retry (or a SigV4 signature) sees the
+/// exact same body.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    pub method: Method,
+    pub url: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Outgoing {
+    /// A JSON POST.
+    pub fn post_json(url: String, body: &Value) -> Outgoing {
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Outgoing { method: Method::POST, url, headers, body: Bytes::from(body.to_string()) }
+    }
+
+    pub fn get(url: String) -> Outgoing {
+        Outgoing { method: Method::GET, url, headers: HeaderMap::new(), body: Bytes::new() }
+    }
+
+    /// Add a header whose value is a credential: marked sensitive so no layer prints it.
+    pub fn secret_header(&mut self, name: &'static str, value: &str) -> Result<(), String> {
+        let mut v = HeaderValue::from_str(value).map_err(|_| format!("the value for `{name}` is not a valid header"))?;
+        v.set_sensitive(true);
+        self.headers.insert(HeaderName::from_static(name), v);
+        Ok(())
+    }
+
+    pub fn header(&mut self, name: &'static str, value: &'static str) {
+        self.headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+}
+
+/// Whether a failed send may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Autocomplete: a late answer is useless, so fail at once.
+    Never,
+    /// Chat and edit: retry transient failures, before any byte has streamed.
+    Transient,
+}
+
+/// A 429's `retry-after` longer than this is reported rather than waited out.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+const BACKOFF_CAP: Duration = Duration::from_secs(8);
+/// How much of an error body is read to find the vendor's message.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// One pooled client per connect timeout (normally just one): reqwest's connect timeout is
+/// per client, and keeping connections alive across requests saves a TLS handshake each time.
+pub(crate) fn client(connect_timeout: Duration) -> Result<reqwest::Client, String> {
+    static POOL: Mutex<Vec<(Duration, reqwest::Client)>> = Mutex::new(Vec::new());
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, c)) = pool.iter().find(|(t, _)| *t == connect_timeout) {
+        return Ok(c.clone());
+    }
+    let c = reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        // A redirect could carry a key header to another host; no LLM API needs one.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("quill/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot start the HTTP client: {}", error_chain(&e)))?;
+    pool.push((connect_timeout, c.clone()));
+    Ok(c)
+}
+
+/// Send `out`, retrying transient failures when `retry` allows. Returns a 2xx response whose
+/// body has not been read.
+pub(crate) async fn send(ctx: &Ctx, out: &Outgoing, retry: Retry) -> Result<reqwest::Response, ProviderError> {
+    let started = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        ctx.wait_for_cooldown(retry).await?;
+        let result = send_once(ctx, out, started).await;
+        let err = match result {
+            Ok(resp) => return Ok(resp),
+            Err(e) => e,
+        };
+        if err.kind == ErrorKind::RateLimited
+            && let Some(after) = err.retry_after
+        {
+            ctx.set_cooldown(after);
+        }
+        let can_retry = retry == Retry::Transient
+            && attempt < ctx.config.max_retries
+            && err.is_transient()
+            && err.retry_after.is_none_or(|d| d <= MAX_RETRY_WAIT);
+        if !can_retry {
+            return Err(err);
+        }
+        let wait = err.retry_after.unwrap_or_else(|| backoff(attempt));
+        if started.elapsed() + wait > ctx.total_timeout() {
+            return Err(err);
+        }
+        tracing::info!(provider = %ctx.name, attempt = attempt + 1, wait_ms = wait.as_millis() as u64, error = %err.kind_label(), "retrying");
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
+}
+
+/// Exponential backoff with jitter: half the step fixed, half random, so retries of many
+/// clients do not arrive together.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let step = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16)).min(BACKOFF_CAP);
+    let half = step / 2;
+    half + half.mul_f64(random_unit())
+}
+
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+async fn send_once(ctx: &Ctx, out: &Outgoing, started: Instant) -> Result<reqwest::Response, ProviderError> {
+    let req = ctx
+        .client
+        .request(out.method.clone(), &out.url)
+        .headers(out.headers.clone())
+        .body(out.body.clone())
+        .build()
+        .map_err(|e| ctx.error(ErrorKind::Config, format!("cannot build a request for `{}`: {}", out.url, error_chain(&e))))?;
+    tracing::debug!(provider = %ctx.name, method = %out.method, url = %out.url, bytes = out.body.len(), "request");
+    let first_byte = ctx.first_byte_timeout().min(ctx.total_timeout().saturating_sub(started.elapsed()));
+    let resp = match tokio::time::timeout(first_byte, ctx.client.execute(req)).await {
+        Err(_) => return Err(ctx.timeout(TimeoutPhase::FirstByte)),
+        Ok(Err(e)) => return Err(ctx.transport_error(&e)),
+        Ok(Ok(resp)) => resp,
+    };
+    let status = resp.status();
+    tracing::debug!(provider = %ctx.name, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "response");
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let headers = resp.headers().clone();
+    let body = read_error_body(resp, ctx.idle_timeout()).await;
+    Err(classify(ctx, status, &headers, &body))
+}
+
+async fn read_error_body(mut resp: reqwest::Response, idle: Duration) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < MAX_ERROR_BODY {
+        match tokio::time::timeout(idle, resp.chunk()).await {
+            Ok(Ok(Some(c))) => body.extend_from_slice(&c),
+            _ => break,
+        }
+    }
+    body
+}
+
+/// Vendor error bodies share a few shapes; this finds the message and the machine-readable code.
+/// Shapes: `{"error":{"message","type"|"code"|"status"}}` (OpenAI, Anthropic, Gemini, vLLM,
+/// llama.cpp), `{"error":"…"}` (Ollama), `{"message":"…"}` plus `x-amzn-ErrorType` (Bedrock),
+/// `[{"error":{…}}]` (Vertex), `{"error":"invalid_grant","error_description":"…"}` (OAuth).
+pub(crate) struct ErrorInfo {
+    pub codes: Vec<String>,
+    pub message: String,
+    pub retry_delay: Option<Duration>,
+}
+
+pub(crate) fn error_info(headers: &HeaderMap, body: &[u8]) -> ErrorInfo {
+    let mut codes = Vec::new();
+    let mut message = String::new();
+    let mut retry_delay = None;
+    if let Some(t) = headers.get("x-amzn-errortype").and_then(|v| v.to_str().ok()) {
+        codes.push(t.split(':').next().unwrap_or(t).to_owned());
+    }
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let root = match &parsed {
+        Some(Value::Array(items)) => items.first(),
+        other => other.as_ref(),
+    };
+    if let Some(root) = root {
+        let err = root.get("error").unwrap_or(root);
+        match err {
+            Value::String(s) => {
+                // OAuth puts the code in `error` and the words in `error_description`.
+                match root.get("error_description").and_then(Value::as_str) {
+                    Some(d) => {
+                        codes.push(s.clone());
+                        message = d.to_owned();
+                    }
+                    None => message = s.clone(),
+                }
+            }
+            Value::Object(o) => {
+                for key in ["type", "code", "status"] {
+                    match o.get(key) {
+                        Some(Value::String(s)) if s != "error" => codes.push(s.clone()),
+                        Some(Value::Number(n)) => codes.push(n.to_string()),
+                        _ => {}
+                    }
+                }
+                if let Some(m) = o.get("message").and_then(Value::as_str) {
+                    message = m.to_owned();
+                }
+                for d in o.get("details").and_then(Value::as_array).into_iter().flatten() {
+                    if let Some(r) = d.get("reason").and_then(Value::as_str) {
+                        codes.push(r.to_owned());
+                    }
+                    if let Some(delay) = d.get("retryDelay").and_then(Value::as_str) {
+                        retry_delay = parse_seconds(delay);
+                    }
+                }
+                // Anthropic's spend cap: `error.details.error_code`.
+                if let Some(c) = o.get("details").and_then(|d| d.get("error_code")).and_then(Value::as_str) {
+                    codes.push(c.to_owned());
+                }
+            }
+            _ => {}
+        }
+        if message.is_empty()
+            && let Some(m) = root.get("message").and_then(Value::as_str)
+        {
+            message = m.to_owned();
+        }
+    }
+    if message.is_empty() && parsed.is_none() {
+        message = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+    }
+    ErrorInfo { codes, message, retry_delay }
+}
+
+fn parse_seconds(s: &str) -> Option<Duration> {
+    let n: f64 = s.trim().strip_suffix('s')?.parse().ok()?;
+    (n.is_finite() && n >= 0.0).then(|| Duration::from_secs_f64(n.min(86_400.0)))
+}
+
+/// `retry-after-ms` (Azure), then `retry-after` in seconds or as an HTTP date.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms.min(86_400_000.0) / 1000.0));
+    }
+    let v = get("retry-after")?;
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+}
+
+/// Map an HTTP error answer to an error class.
+pub(crate) fn classify(ctx: &Ctx, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ProviderError {
+    let info = error_info(headers, body);
+    let has = |code: &str| info.codes.iter().any(|c| c.eq_ignore_ascii_case(code));
+    let s = status.as_u16();
+    let kind = match s {
+        401 | 403 => ErrorKind::Auth { status: s, env: ctx.key_env.clone() },
+        400 if has("API_KEY_INVALID") || has("UNAUTHENTICATED") => {
+            ErrorKind::Auth { status: s, env: ctx.key_env.clone() }
+        }
+        404 => ErrorKind::NotFound { status: s, model: ctx.model.clone() },
+        429 if has("insufficient_quota") || has("enforced_spend_limit_reached") || has("billing_error") => {
+            ErrorKind::QuotaExceeded
+        }
+        429 => ErrorKind::RateLimited,
+        501 => ErrorKind::Unsupported,
+        503 | 529 => ErrorKind::Overloaded { status: s },
+        408 | 500..=599 => ErrorKind::Server { status: s },
+        300..=399 => {
+            let to = headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or("elsewhere");
+            return ctx.error(
+                ErrorKind::BadRequest { status: s },
+                format!("redirected to {to}; redirects are not followed, set base_url to the final address"),
+            );
+        }
+        _ => ErrorKind::BadRequest { status: s },
+    };
+    let mut detail = info.message;
+    if let Some(code) = info.codes.first()
+        && !detail.contains(code.as_str())
+    {
+        detail = if detail.is_empty() { code.clone() } else { format!("{code}: {detail}") };
+    }
+    let mut e = ctx.error(kind, detail);
+    if matches!(e.kind, ErrorKind::RateLimited | ErrorKind::Overloaded { .. } | ErrorKind::Server { .. }) {
+        e.retry_after = retry_after(headers).or(info.retry_delay);
+    }
+    // Anthropic says outright whether a retry can help.
+    if headers.get("x-should-retry").and_then(|v| v.to_str().ok()) == Some("false") && e.is_transient() {
+        e.kind = ErrorKind::BadRequest { status: s };
+    }
+    e
+}
+
+/// A reqwest error's message with its causes, which hold the useful part ("connection refused").
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        src = cause.source();
+    }
+    s
+}
+
+/// How a response body is cut into frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    Sse,
+    Ndjson,
+    EventStream,
+}
+
+/// One frame of a response body.
+#[derive(Debug)]
+pub(crate) enum Frame {
+    Sse(SseEvent),
+    Line(String),
+    Message(eventstream::Message),
+}
+
+/// A fault a vendor parser found in the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fault {
+    pub kind: ErrorKind,
+    pub detail: String,
+}
+
+impl Fault {
+    pub fn malformed(detail: impl Into<String>) -> Fault {
+        Fault { kind: ErrorKind::Malformed, detail: detail.into() }
+    }
+    pub fn in_stream(detail: impl Into<String>) -> Fault {
+        Fault { kind: ErrorKind::InStream, detail: detail.into() }
+    }
+}
+
+/// A vendor's stream parser: frames in, events out.
+pub(crate) trait Parser: Send {
+    /// Handle one frame. Push `Event::Done` when the vendor's end marker arrives.
+    fn frame(&mut self, frame: Frame, out: &mut Vec<Event>) -> Result<(), Fault>;
+    /// The body ended without an end marker. `Some` if the vendor legitimately ends that way
+    /// (Gemini ends at EOF once a `finishReason` arrived); `None` means the stream was cut.
+    fn eof(&mut self) -> Option<Finish> {
+        None
+    }
+}
+
+enum Framer {
+    Sse(SseParser),
+    Lines(LineParser),
+    Events(eventstream::Decoder),
+}
+
+impl Framer {
+    fn new(f: Framing) -> Framer {
+        match f {
+            Framing::Sse => Framer::Sse(SseParser::new()),
+            Framing::Ndjson => Framer::Lines(LineParser::default()),
+            Framing::EventStream => Framer::Events(eventstream::Decoder::new()),
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8], frames: &mut Vec<Frame>) -> Result<(), String> {
+        match self {
+            Framer::Sse(p) => {
+                let mut evs = Vec::new();
+                p.feed(chunk, &mut evs)?;
+                frames.extend(evs.into_iter().map(Frame::Sse));
+            }
+            Framer::Lines(p) => {
+                let mut lines = Vec::new();
+                p.feed(chunk, &mut lines)?;
+                frames.extend(lines.into_iter().map(Frame::Line));
+            }
+            Framer::Events(d) => {
+                let mut msgs = Vec::new();
+                d.feed(chunk, &mut msgs).map_err(|e| e.to_string())?;
+                frames.extend(msgs.into_iter().map(Frame::Message));
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, frames: &mut Vec<Frame>) -> Result<(), String> {
+        match self {
+            Framer::Sse(p) => {
+                let mut evs = Vec::new();
+                p.finish(&mut evs)?;
+                frames.extend(evs.into_iter().map(Frame::Sse));
+            }
+            Framer::Lines(p) => {
+                let mut lines = Vec::new();
+                p.finish(&mut lines)?;
+                frames.extend(lines.into_iter().map(Frame::Line));
+            }
+            Framer::Events(d) => d.finish().map_err(|e| e.to_string())?,
+        }
+        Ok(())
+    }
+}
+
+/// A transformation of the text as it streams: strip template stop tokens that leaked, cut at a
+/// closing tag. It may hold text back while it cannot yet tell (a token split across deltas).
+pub(crate) trait DeltaFilter: Send {
+    /// Text to pass on now, and whether the answer is over (the rest is not wanted).
+    fn push(&mut self, delta: &str) -> (String, bool);
+    /// The stream ended: whatever was held back.
+    fn flush(&mut self) -> String;
+}
+
+/// Where the body bytes come from: the network, or (for tests and benchmarks) memory.
+enum Source {
+    Http(reqwest::Response),
+    Memory(VecDeque<Bytes>),
+}
+
+/// A provider's answer: text deltas, then `Done`. Dropping it closes the connection, which is
+/// how every vendor learns to stop generating.
+pub struct EventStream {
+    ctx: Arc<Ctx>,
+    source: Option<Source>,
+    framer: Framer,
+    parser: Box<dyn Parser>,
+    filter: Option<Box<dyn DeltaFilter>>,
+    queue: VecDeque<Event>,
+    frames: Vec<Frame>,
+    events: Vec<Event>,
+    /// Characters of text delivered so far.
+    received: usize,
+    got_first_byte: bool,
+    first_byte_deadline: Instant,
+    total_deadline: Instant,
+    finished: bool,
+}
+
+impl EventStream {
+    pub(crate) fn new(ctx: &Arc<Ctx>, resp: reqwest::Response, framing: Framing, parser: Box<dyn Parser>) -> Self {
+        Self::with_source(ctx, Source::Http(resp), framing, parser)
+    }
+
+    fn with_source(ctx: &Arc<Ctx>, source: Source, framing: Framing, parser: Box<dyn Parser>) -> Self {
+        let now = Instant::now();
+        EventStream {
+            ctx: ctx.clone(),
+            source: Some(source),
+            framer: Framer::new(framing),
+            parser,
+            filter: None,
+            queue: VecDeque::new(),
+            frames: Vec::new(),
+            events: Vec::new(),
+            received: 0,
+            got_first_byte: false,
+            first_byte_deadline: now + ctx.first_byte_timeout(),
+            total_deadline: now + ctx.total_timeout(),
+            finished: false,
+        }
+    }
+
+    /// Pass the text through `filter` as it streams.
+    pub(crate) fn with_filter(mut self, filter: Box<dyn DeltaFilter>) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// The next event; `None` after `Done` or an error.
+    pub async fn next(&mut self) -> Option<Result<Event, ProviderError>> {
+        loop {
+            if let Some(ev) = self.queue.pop_front() {
+                match &ev {
+                    Event::Delta(t) => self.received += t.chars().count(),
+                    Event::Done(_) => self.finish_ok(),
+                }
+                return Some(Ok(ev));
+            }
+            if self.finished {
+                return None;
+            }
+            match self.read().await {
+                Ok(Some(chunk)) => {
+                    if let Err(e) = self.framer.feed(&chunk, &mut self.frames) {
+                        return Some(Err(self.fail(ErrorKind::Malformed, e)));
+                    }
+                    if let Err(e) = self.parse_frames() {
+                        return Some(Err(e));
+                    }
+                }
+                Ok(None) => {
+                    if let Err(e) = self.framer.finish(&mut self.frames) {
+                        return Some(Err(self.fail(ErrorKind::Malformed, e)));
+                    }
+                    if let Err(e) = self.parse_frames() {
+                        return Some(Err(e));
+                    }
+                    if !self.queue.iter().any(|e| matches!(e, Event::Done(_))) {
+                        self.flush_filter();
+                        match self.parser.eof() {
+                            Some(fin) => self.queue.push_back(Event::Done(fin)),
+                            None => {
+                                // Hand over what did arrive first; the error comes after it.
+                                if self.queue.is_empty() {
+                                    let received = self.received;
+                                    return Some(Err(self.fail(ErrorKind::Incomplete { received }, String::new())));
+                                }
+                                self.source = None;
+                            }
+                        }
+                    }
+                }
+                Err(e) => return Some(Err(e)),
+            }
+            if self.source.is_none() && self.queue.is_empty() && !self.finished {
+                let received = self.received;
+                return Some(Err(self.fail(ErrorKind::Incomplete { received }, String::new())));
+            }
+        }
+    }
+
+    /// Collect the whole answer: the text and how it ended.
+    pub async fn text(mut self) -> Result<(String, Finish), ProviderError> {
+        let mut text = String::new();
+        while let Some(ev) = self.next().await {
+            match ev? {
+                Event::Delta(t) => text.push_str(&t),
+                Event::Done(f) => return Ok((text, f)),
+            }
+        }
+        let received = self.received;
+        Err(self.ctx.error(ErrorKind::Incomplete { received }, String::new()))
+    }
+
+    fn parse_frames(&mut self) -> Result<(), ProviderError> {
+        let mut frames = std::mem::take(&mut self.frames);
+        for frame in frames.drain(..) {
+            if let Err(f) = self.parser.frame(frame, &mut self.events) {
+                self.events.clear();
+                self.finished = true;
+                self.source = None;
+                return Err(self.ctx.error(f.kind, f.detail));
+            }
+        }
+        self.frames = frames;
+        let mut events = std::mem::take(&mut self.events);
+        for ev in events.drain(..) {
+            match ev {
+                Event::Delta(t) if t.is_empty() => {}
+                Event::Delta(t) => {
+                    let Some(filter) = &mut self.filter else {
+                        self.queue.push_back(Event::Delta(t));
+                        continue;
+                    };
+                    let (text, over) = filter.push(&t);
+                    if !text.is_empty() {
+                        self.queue.push_back(Event::Delta(text));
+                    }
+                    if over {
+                        let fin = Finish { stop_reason: StopReason::StopSequence, usage: Usage::default() };
+                        self.queue.push_back(Event::Done(fin));
+                        break;
+                    }
+                }
+                Event::Done(f) => {
+                    self.flush_filter();
+                    self.queue.push_back(Event::Done(f));
+                    // Anything after the end marker is not ours to read.
+                    break;
+                }
+            }
+        }
+        events.clear();
+        self.events = events;
+        Ok(())
+    }
+
+    fn flush_filter(&mut self) {
+        if let Some(filter) = &mut self.filter {
+            let rest = filter.flush();
+            if !rest.is_empty() {
+                self.queue.push_back(Event::Delta(rest));
+            }
+        }
+    }
+
+    async fn read(&mut self) -> Result<Option<Bytes>, ProviderError> {
+        let (deadline, phase) = if self.got_first_byte {
+            let idle = Instant::now() + self.ctx.idle_timeout();
+            if idle < self.total_deadline {
+                (idle, TimeoutPhase::Idle)
+            } else {
+                (self.total_deadline, TimeoutPhase::Total)
+            }
+        } else if self.first_byte_deadline < self.total_deadline {
+            (self.first_byte_deadline, TimeoutPhase::FirstByte)
+        } else {
+            (self.total_deadline, TimeoutPhase::Total)
+        };
+        let result = match &mut self.source {
+            None => return Ok(None),
+            Some(Source::Memory(chunks)) => Ok(chunks.pop_front()),
+            Some(Source::Http(resp)) => match tokio::time::timeout_at(deadline.into(), resp.chunk()).await {
+                Err(_) => {
+                    self.finished = true;
+                    self.source = None;
+                    return Err(self.ctx.timeout(phase));
+                }
+                Ok(r) => r,
+            },
+        };
+        match result {
+            Ok(Some(c)) => {
+                self.got_first_byte = true;
+                Ok(Some(c))
+            }
+            Ok(None) => {
+                self.source = None;
+                Ok(None)
+            }
+            Err(e) => {
+                // The connection broke mid-body: the stream is incomplete.
+                let received = self.received;
+                let detail = scrub(&error_chain(&e), &self.ctx.secrets());
+                Err(self.fail(ErrorKind::Incomplete { received }, detail))
+            }
+        }
+    }
+
+    fn fail(&mut self, kind: ErrorKind, detail: String) -> ProviderError {
+        self.finished = true;
+        self.source = None;
+        self.queue.clear();
+        self.ctx.error(kind, detail)
+    }
+
+    fn finish_ok(&mut self) {
+        self.finished = true;
+        self.queue.clear();
+        // Read the rest of the body (normally just the chunked terminator) in the background so
+        // the connection goes back to the pool instead of being closed.
+        if let Some(Source::Http(mut resp)) = self.source.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let drain = async {
+                    let mut left = 64usize << 10;
+                    while let Ok(Some(c)) = resp.chunk().await {
+                        left = left.saturating_sub(c.len());
+                        if left == 0 {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+            });
+        }
+    }
+}
+
+/// Parse an in-memory body as if it had arrived over the network in these chunks. For tests and
+/// the stream-parsing benchmarks.
+#[doc(hidden)]
+pub fn parse_recorded(
+    kind: crate::config::ProviderKind,
+    op: super::Op,
+    framing_chunks: Vec<Bytes>,
+) -> Result<(String, Finish), ProviderError> {
+    let ctx = Arc::new(Ctx::for_tests(kind));
+    let (framing, parser) = super::parser_for(kind, op);
+    let mut s = EventStream::with_source(&ctx, Source::Memory(framing_chunks.into()), framing, parser);
+    // Memory sources never wait, so polling once to completion is enough.
+    futures_util::FutureExt::now_or_never(async move {
+        let mut text = String::new();
+        while let Some(ev) = s.next().await {
+            match ev? {
+                Event::Delta(t) => text.push_str(&t),
+                Event::Done(f) => return Ok((text, f)),
+            }
+        }
+        Err(s.ctx.error(ErrorKind::Incomplete { received: s.received }, String::new()))
+    })
+    .unwrap_or_else(|| Err(ctx.error(ErrorKind::Malformed, "a memory stream waited")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(HeaderName::from_static(k), HeaderValue::from_str(v).expect("value"));
+        }
+        h
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(retry_after(&headers(&[("retry-after", "3")])), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(&headers(&[("retry-after-ms", "250"), ("retry-after", "9")])), Some(Duration::from_millis(250)));
+        let past = headers(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")]);
+        assert_eq!(retry_after(&past), Some(Duration::ZERO));
+        assert_eq!(retry_after(&headers(&[("retry-after", "soon")])), None);
+    }
+
+    #[test]
+    fn error_bodies_of_every_shape() {
+        let h = HeaderMap::new();
+        let i = error_info(&h, br#"{"error":{"message":"Incorrect API key","type":"invalid_request_error","code":"invalid_api_key"}}"#);
+        assert_eq!((i.codes.as_slice(), i.message.as_str()), (&["invalid_request_error".to_owned(), "invalid_api_key".into()][..], "Incorrect API key"));
+        let i = error_info(&h, br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#);
+        assert_eq!(i.codes, ["overloaded_error"]);
+        let i = error_info(&h, br#"[{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}]"#);
+        assert_eq!(i.codes, ["429", "RESOURCE_EXHAUSTED"]);
+        let i = error_info(&h, br#"{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID"},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"22s"}]}}"#);
+        assert!(i.codes.contains(&"API_KEY_INVALID".to_owned()));
+        assert_eq!(i.retry_delay, Some(Duration::from_secs(22)));
+        let i = error_info(&h, br#"{"error":"model 'x' not found"}"#);
+        assert_eq!(i.message, "model 'x' not found");
+        let i = error_info(&headers(&[("x-amzn-errortype", "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/")]), br#"{"message":"Too many requests"}"#);
+        assert_eq!((i.codes.as_slice(), i.message.as_str()), (&["ThrottlingException".to_owned()][..], "Too many requests"));
+        let i = error_info(&h, br#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#);
+        assert_eq!((i.codes.as_slice(), i.message.as_str()), (&["invalid_grant".to_owned()][..], "Invalid JWT Signature."));
+        let i = error_info(&h, b"<html>Bad Gateway</html>");
+        assert_eq!(i.message, "<html>Bad Gateway</html>");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 0..20 {
+            let d = backoff(attempt);
+            let step = BACKOFF_BASE.saturating_mul(1 << attempt.min(16)).min(BACKOFF_CAP);
+            assert!(d >= step / 2 && d <= step, "{attempt}: {d:?}");
+        }
+    }
+}
