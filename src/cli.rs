@@ -2,17 +2,31 @@
 //!
 //! stdout belongs to the LSP transport in `quill lsp`; logs always go to stderr or a file.
 //! Other subcommands write their report to stdout through `report`, never `println!`.
+//! `quill check` is what a user runs when nothing appears in their editor, so it says which
+//! provider serves each feature and why, and with `--ping` whether each one answers.
 
 use std::{
+    fmt::Write as _,
     io::{self, Write},
     path::PathBuf,
     process::ExitCode,
+    time::Duration,
 };
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{self, Feature, KeyStatus, Layer};
+use crate::{
+    config::{self, Config, Feature, Layer, ProviderConfig, ProviderKind},
+    provider::{
+        Env, Provider, default_key_env,
+        discover::{self, Discovery, Origin, ProbeTargets},
+        process_env,
+    },
+};
+
+/// How long `quill check --ping` waits for all providers together.
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Parser)]
 #[command(name = "quill", version, about = "Quill: an AI pair-programmer for any editor, over LSP")]
@@ -31,11 +45,20 @@ pub struct Cli {
 pub enum Command {
     /// Run the language server over stdio (the default).
     Lsp,
-    /// Validate the configuration and print providers and routing.
+    /// Validate the configuration and print providers and routing. With no provider configured,
+    /// say which one is picked from the environment and why, or how to set one up.
+    ///
+    /// Exit code 0 when at least one feature has a usable provider (and, with `--ping`, every
+    /// provider answered); 1 on config errors, when no feature has a usable provider, or when a
+    /// ping fails.
     Check {
         /// Workspace whose `quill.toml` to read (default: the current directory).
         #[arg(long, value_name = "DIR")]
         workspace: Option<PathBuf>,
+        /// Also send each provider a one-token request and print `ok` with the latency, or the
+        /// error.
+        #[arg(long)]
+        ping: bool,
     },
     /// Print the JSON Schema of the configuration.
     ConfigSchema,
@@ -48,7 +71,7 @@ pub fn run(cli: Cli) -> ExitCode {
     }
     match cli.command.unwrap_or(Command::Lsp) {
         Command::Lsp => run_lsp(),
-        Command::Check { workspace } => check(workspace),
+        Command::Check { workspace, ping } => check(workspace, ping),
         Command::ConfigSchema => {
             let schema = serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default();
             report(&schema)
@@ -98,49 +121,165 @@ fn report(text: &str) -> ExitCode {
     }
 }
 
-fn check(workspace: Option<PathBuf>) -> ExitCode {
+fn check(workspace: Option<PathBuf>, ping: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (text, ok) = runtime.block_on(check_report(workspace, ping, process_env()));
+    let code = report(text.trim_end());
+    if ok { code } else { ExitCode::FAILURE }
+}
+
+/// The report of `quill check`, and whether all is well.
+async fn check_report(workspace: Option<PathBuf>, ping: bool, env: Env) -> (String, bool) {
     let root = workspace.or_else(|| std::env::current_dir().ok());
     let (layers, mut errors) = config::file_layers(root.as_deref());
     let resolved = config::resolve(&layers);
     errors.extend(resolved.errors);
     let mut out = String::new();
     let sources: Vec<&str> = layers.iter().map(|l: &Layer| l.source.as_str()).collect();
-    out.push_str(&format!(
-        "config sources: {}\n",
+    let _ = writeln!(
+        out,
+        "config sources: {}",
         if sources.is_empty() { "none (defaults)".into() } else { sources.join(", ") }
-    ));
-    let config = resolved.config.unwrap_or_default();
+    );
+    let user_config = resolved.config.unwrap_or_default();
+    let discovery = discover::discover(&user_config, &env, &ProbeTargets::from_env(&env)).await;
+    if let (Origin::Discovered { .. }, Some(text)) = (&discovery.origin, discovery.announcement()) {
+        let _ = writeln!(out, "{text}");
+    }
+    let config = &discovery.config;
     out.push_str("providers:\n");
     if config.providers.is_empty() {
         out.push_str("  (none)\n");
     }
     for (name, p) in &config.providers {
-        let key = match p.key_status() {
-            KeyStatus::NotConfigured => "no key configured".to_owned(),
-            KeyStatus::Present(var) => format!("key from ${var} (set)"),
-            KeyStatus::Missing(var) => format!("key from ${var} (NOT SET)"),
-        };
-        out.push_str(&format!(
-            "  {name}: kind={} model={} base_url={} {key}\n",
+        let _ = writeln!(
+            out,
+            "  {name}: kind={} model={} base_url={} {}",
             p.kind.as_str(),
             p.model.as_deref().unwrap_or("(default)"),
             p.base_url.as_deref().unwrap_or("(default)"),
-        ));
+            key_status(p, &env),
+        );
     }
     out.push_str("routing:\n");
+    let mut usable = 0;
     for feature in Feature::ALL {
         let target = match config.route(feature) {
             Some((name, p)) => {
-                let model = config.feature(feature).model.as_deref().or(p.model.as_deref()).unwrap_or("(default)");
-                format!("{name} ({}, model {model})", p.kind.as_str())
+                let model = config.feature(feature).model.clone().or_else(|| p.model.clone());
+                let shown = model.as_deref().unwrap_or("(default)");
+                // Building checks settings and keys without sending anything.
+                match Provider::build(name, p, model.clone(), env.clone()) {
+                    Ok(_) => {
+                        usable += 1;
+                        format!("{name} ({}, model {shown})", p.kind.as_str())
+                    }
+                    Err(e) => format!("{name} ({}, model {shown}): not usable: {e}", p.kind.as_str()),
+                }
             }
             None => "not routed".to_owned(),
         };
-        out.push_str(&format!("  {}: {target}\n", feature.as_str()));
+        let _ = writeln!(out, "  {}: {target}", feature.as_str());
+    }
+    match &discovery.origin {
+        Origin::Configured => {
+            for note in &discovery.notes {
+                let _ = writeln!(out, "note: {note}");
+            }
+        }
+        Origin::Discovered { .. } => {}
+        Origin::Missing => {
+            let _ = writeln!(out, "{}", discovery.advice(None));
+        }
+    }
+    if usable == 0 && discovery.is_usable() {
+        out.push_str("No feature has a usable provider: fix the problems above.\n");
     }
     for e in &errors {
-        out.push_str(&format!("error: {e}\n"));
+        let _ = writeln!(out, "error: {e}");
     }
-    let code = report(out.trim_end());
-    if errors.is_empty() { code } else { ExitCode::FAILURE }
+    let mut ok = errors.is_empty() && usable > 0;
+    if ping {
+        ok &= ping_all(&discovery, &env, &mut out).await;
+    }
+    (out, ok)
+}
+
+/// Where a provider's credentials come from, and whether they are set. Never their values.
+fn key_status(p: &ProviderConfig, env: &Env) -> String {
+    let set = |var: &str| env(var).is_some_and(|v| !v.trim().is_empty());
+    match p.kind {
+        ProviderKind::Bedrock if p.api_key_env.is_none() && !set("AWS_BEARER_TOKEN_BEDROCK") => {
+            return if set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY") {
+                "AWS credentials from $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY (set)".into()
+            } else {
+                "AWS credentials NOT SET ($AWS_BEARER_TOKEN_BEDROCK, or $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY)"
+                    .into()
+            };
+        }
+        ProviderKind::Vertex if p.api_key_env.is_none() => {
+            return match (&p.credentials_file, set("GOOGLE_APPLICATION_CREDENTIALS")) {
+                (Some(path), _) => format!("credentials from {}", path.display()),
+                (None, true) => "credentials from $GOOGLE_APPLICATION_CREDENTIALS (set)".into(),
+                (None, false) => "credentials from $GOOGLE_APPLICATION_CREDENTIALS (NOT SET)".into(),
+            };
+        }
+        _ => {}
+    }
+    match p.api_key_env.as_deref().or(default_key_env(p.kind)) {
+        None => "no key configured".to_owned(),
+        Some(var) if set(var) => format!("key from ${var} (set)"),
+        Some(var) => format!("key from ${var} (NOT SET)"),
+    }
+}
+
+/// The model a ping asks for: the provider's, else that of the first feature routed to it.
+fn ping_model(config: &Config, name: &str, p: &ProviderConfig) -> Option<String> {
+    p.model.clone().or_else(|| {
+        Feature::ALL
+            .into_iter()
+            .filter(|f| config.feature(*f).provider.as_deref() == Some(name))
+            .find_map(|f| config.feature(f).model.clone())
+    })
+}
+
+/// Ping every provider at once; one line each. True if all answered.
+async fn ping_all(discovery: &Discovery, env: &Env, out: &mut String) -> bool {
+    let config = &discovery.config;
+    let deadline = tokio::time::Instant::now() + PING_TIMEOUT;
+    let pings = config.providers.iter().map(|(name, p)| {
+        let model = ping_model(config, name, p);
+        let env = env.clone();
+        async move {
+            let kind = p.kind.as_str();
+            let shown = model.clone().unwrap_or_else(|| "(default)".into());
+            let provider = match Provider::build(name, p, model, env) {
+                Ok(provider) => provider,
+                Err(e) => return (false, format!("FAIL {name} ({kind}): {e}")),
+            };
+            match tokio::time::timeout_at(deadline, provider.ping()).await {
+                Ok(Ok(latency)) => (true, format!("ok   {name} ({kind}, {shown}) {} ms", latency.as_millis())),
+                Ok(Err(e)) => (false, format!("FAIL {name} ({kind}): {e}")),
+                Err(_) => (false, format!("FAIL {name} ({kind}): no answer within {} s", PING_TIMEOUT.as_secs())),
+            }
+        }
+    });
+    let results = futures_util::future::join_all(pings).await;
+    if results.is_empty() {
+        out.push_str("ping: no provider to ping\n");
+        return false;
+    }
+    let mut all_ok = true;
+    for (ok, line) in results {
+        all_ok &= ok;
+        out.push_str(&line);
+        out.push('\n');
+    }
+    all_ok
 }

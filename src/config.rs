@@ -59,8 +59,9 @@ pub struct ProviderConfig {
     /// How autocomplete asks this endpoint for a fill-in-the-middle answer.
     #[serde(default)]
     pub completion_mode: CompletionMode,
-    /// FIM template: a model family name (`starcoder`, `deepseek`, `codellama`, `qwen`,
-    /// `codestral`, `codegemma`) or a custom template. Picked from the model name when absent.
+    /// FIM template: a model family name (`starcoder`, `starcoder2`, `santacoder`, `codeqwen`,
+    /// `deepseek`, `deepseek-v2`, `codellama`, `qwen`, `codestral`, `codegemma`) or a custom
+    /// template. Picked from the model name when absent.
     #[serde(default)]
     pub fim_template: Option<FimTemplateConfig>,
     /// Azure OpenAI `api-version` query parameter. Absent: the v1 surface (`/openai/v1/...`).
@@ -165,7 +166,8 @@ pub enum CompletionMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum FimTemplateConfig {
-    /// `starcoder`, `starcoder2`, `deepseek`, `deepseek-v2`, `codellama`, `qwen`, `codestral`, `codegemma`.
+    /// `starcoder`, `starcoder2`, `santacoder`, `codeqwen`, `deepseek`, `deepseek-v2`, `codellama`,
+    /// `qwen`, `codestral`, `codegemma`.
     Family(String),
     Custom(CustomFimTemplate),
 }
@@ -174,7 +176,8 @@ pub enum FimTemplateConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomFimTemplate {
-    /// The prompt, with `{prefix}` and `{suffix}` where the text before and after the cursor go.
+    /// The prompt: `{prefix}` (required) and `{suffix}` mark where the text before and after the
+    /// cursor go, `{path}` the file's path; any other `{...}` stays literal.
     pub template: String,
     /// Tokens that end the answer; they are sent as stop sequences and stripped from the output.
     #[serde(default)]

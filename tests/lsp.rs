@@ -3,11 +3,26 @@
 
 mod common;
 
-use common::{Lsp, cursor, init_params, range};
+use common::{Lsp, closed_port_url, cursor, init_params, range};
 use expect_test::expect;
 use serde_json::{Value, json};
 
 const URI: &str = "file:///work/main.rs";
+
+/// `params` with a provider routed to every feature, so feature requests do not depend on the
+/// machine's environment. Nothing is sent to it yet.
+fn with_provider(mut params: Value) -> Value {
+    params["initializationOptions"] = json!({
+        "providers": {"stub": {"kind": "openai-compatible", "base_url": closed_port_url(), "model": "m"}},
+        "completion": {"provider": "stub"},
+    });
+    params
+}
+
+/// The next `window/showMessage` of type Error (discovery may send Info or Warning ones).
+fn error_message(lsp: &mut Lsp) -> Value {
+    lsp.wait_for(|m| m["method"] == "window/showMessage" && m["params"]["type"] == 1)
+}
 
 #[test]
 fn initialize_advertises_capabilities() {
@@ -122,7 +137,7 @@ fn document_state_tracks_edits_and_parse() {
 
 #[test]
 fn out_of_range_positions_are_clamped() {
-    let (mut lsp, _) = Lsp::start(init_params(&["utf-16"]));
+    let (mut lsp, _) = Lsp::start(with_provider(init_params(&["utf-16"])));
     lsp.open(URI, "rust", "ab\r\ncd\n");
     // Past the line end: clamped to before "\r\n".
     lsp.change(URI, 2, json!([{"range": range(0, 99, 0, 120), "text": "!"}]));
@@ -227,7 +242,7 @@ fn malformed_messages_get_errors_and_the_server_stays_up() {
 
 #[test]
 fn inline_completion_and_code_actions_answer_empty_until_their_features_land() {
-    let (mut lsp, _) = Lsp::start(init_params(&["utf-16"]));
+    let (mut lsp, _) = Lsp::start(with_provider(init_params(&["utf-16"])));
     lsp.open(URI, "rust", "fn a() {\n    \n}\n");
     let r = lsp
         .request("textDocument/inlineCompletion", json!({"textDocument": {"uri": URI}, "position": {"line": 1, "character": 4}, "context": {"triggerKind": 2}}))
@@ -312,8 +327,7 @@ fn config_layers_and_errors() {
         "workspace/didChangeConfiguration",
         json!({"settings": {"documents": {"max_parse_bytes": 1, "colour": "red"}}}),
     );
-    let msg = lsp.notification("window/showMessage");
-    assert_eq!(msg["params"]["type"], 1, "{msg}");
+    let msg = error_message(&mut lsp);
     let text = msg["params"]["message"].as_str().unwrap_or_default();
     assert!(text.contains("documents.colour"), "{text}");
     lsp.open("file:///c.rs", "rust", "fn c() {}");
@@ -321,7 +335,7 @@ fn config_layers_and_errors() {
 
     // Routing to an undefined provider is refused, naming the key.
     lsp.notify("workspace/didChangeConfiguration", json!({"settings": {"chat": {"provider": "ghost"}}}));
-    let msg = lsp.notification("window/showMessage");
+    let msg = error_message(&mut lsp);
     let text = msg["params"]["message"].as_str().unwrap_or_default();
     assert!(text.contains("chat.provider") && text.contains("ghost"), "{text}");
     assert!(lsp.is_running());
@@ -336,7 +350,7 @@ fn invalid_startup_config_is_reported_and_the_server_runs() {
     let root = format!("file://{}", workspace.path().display());
     let mut lsp = Lsp::spawn();
     lsp.initialize(json!({"capabilities": {}, "rootUri": root}));
-    let msg = lsp.notification("window/showMessage");
+    let msg = error_message(&mut lsp);
     let text = msg["params"]["message"].as_str().unwrap_or_default();
     assert!(text.contains("quill.toml") && text.contains("providers.x.modle"), "{text}");
     lsp.open(URI, "rust", "fn a() {}");
@@ -346,7 +360,134 @@ fn invalid_startup_config_is_reported_and_the_server_runs() {
     // message is about the next mistake.
     lsp.notify("workspace/didChangeConfiguration", json!({"settings": {"documents": {"max_parse_bytes": 100}}}));
     lsp.notify("workspace/didChangeConfiguration", json!({"settings": {"documents": {"colour": 1}}}));
-    let msg = lsp.notification("window/showMessage");
+    let msg = error_message(&mut lsp);
     let text = msg["params"]["message"].as_str().unwrap_or_default();
     assert!(text.contains("documents.colour") && !text.contains("quill.toml"), "{text}");
+}
+
+/// With no provider configured, no key set and no local server, the user is told how to set one
+/// up: once by message, and by every feature request instead of an empty answer.
+#[test]
+fn without_a_provider_features_answer_with_setup_advice_and_one_message() {
+    let (ollama, llamacpp) = (closed_port_url(), closed_port_url());
+    let mut lsp = Lsp::spawn_clean(None, &[("QUILL_PROBE_OLLAMA", &ollama), ("QUILL_PROBE_LLAMACPP", &llamacpp)]);
+    lsp.initialize(init_params(&["utf-16"]));
+    let msg = lsp.notification("window/showMessage");
+    assert_eq!(msg["params"]["type"], 2, "a warning: {msg}");
+    let text = msg["params"]["message"].as_str().unwrap_or_default();
+    for needle in ["no AI provider", "ANTHROPIC_API_KEY", "ollama pull", "[providers.mine]", "quill check --ping"] {
+        assert!(text.contains(needle), "{needle} missing from {text}");
+    }
+
+    lsp.open(URI, "rust", "fn a() {\n    \n}\n");
+    let inline =
+        json!({"textDocument": {"uri": URI}, "position": {"line": 1, "character": 4}, "context": {"triggerKind": 2}});
+    for _ in 0..2 {
+        let err = lsp.request("textDocument/inlineCompletion", inline.clone()).expect_err("no provider");
+        assert_eq!(err["code"], -32803, "{err}");
+        let text = err["message"].as_str().unwrap_or_default();
+        assert!(text.contains("no AI provider for autocomplete") && text.contains("ANTHROPIC_API_KEY"), "{text}");
+    }
+    let err = lsp
+        .request(
+            "textDocument/completion",
+            json!({"textDocument": {"uri": URI}, "position": {"line": 1, "character": 4}}),
+        )
+        .expect_err("no provider");
+    assert_eq!(err["code"], -32803, "{err}");
+    let err = lsp
+        .request(
+            "textDocument/codeAction",
+            json!({"textDocument": {"uri": URI}, "range": range(0, 0, 2, 1), "context": {"diagnostics": []}}),
+        )
+        .expect_err("no provider");
+    assert!(err["message"].as_str().is_some_and(|m| m.contains("no AI provider for edits")), "{err}");
+
+    // A provider configured later serves at once, without a message.
+    let provider = json!({"providers": {"stub": {"kind": "openai-compatible", "base_url": ollama, "model": "m"}},
+                          "edit": {"provider": "stub"}});
+    lsp.notify("workspace/didChangeConfiguration", json!({"settings": provider}));
+    let r = lsp.request("textDocument/inlineCompletion", inline.clone()).expect("a provider is configured");
+    assert_eq!(r, json!({"items": []}));
+
+    // Back to nothing: errors again, but the message is not repeated.
+    lsp.notify("workspace/didChangeConfiguration", json!({"settings": {"documents": {"max_parse_bytes": 1000}}}));
+    let err = lsp.request("textDocument/inlineCompletion", inline).expect_err("no provider again");
+    assert_eq!(err["code"], -32803, "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    lsp.document(URI).expect("round trip");
+    let messages: Vec<&Value> = lsp.seen.iter().filter(|m| m["method"] == "window/showMessage").collect();
+    assert!(messages.is_empty(), "only one message per session: {messages:#?}");
+    assert_eq!(lsp.shutdown(), Some(0));
+}
+
+/// A key in the environment is picked, and the message says which provider and why.
+#[test]
+fn a_key_in_the_environment_is_announced_once() {
+    let secret = "sk-ant-quill-lsp-test-secret";
+    let closed = closed_port_url();
+    let mut lsp = Lsp::spawn_clean(
+        None,
+        &[("ANTHROPIC_API_KEY", secret), ("QUILL_PROBE_OLLAMA", &closed), ("QUILL_PROBE_LLAMACPP", &closed)],
+    );
+    lsp.initialize(init_params(&["utf-16"]));
+    let msg = lsp.notification("window/showMessage");
+    assert_eq!(msg["params"]["type"], 3, "info: {msg}");
+    let text = msg["params"]["message"].as_str().unwrap_or_default();
+    assert!(text.contains("using anthropic because ANTHROPIC_API_KEY is set"), "{text}");
+    assert!(text.contains("completion: claude-haiku-4-5"), "{text}");
+    assert!(!text.contains(secret), "{text}");
+    lsp.open(URI, "rust", "fn a() {}\n");
+    let r = lsp
+        .request("textDocument/inlineCompletion", json!({"textDocument": {"uri": URI}, "position": {"line": 0, "character": 0}, "context": {"triggerKind": 2}}))
+        .expect("served");
+    assert_eq!(r, json!({"items": []}));
+    assert_eq!(lsp.shutdown(), Some(0));
+    assert!(lsp.seen.iter().all(|m| m["method"] != "window/showMessage"), "{:#?}", lsp.seen);
+}
+
+/// A local server started after the editor is found on a later request, without a restart.
+#[test]
+fn a_local_server_started_later_is_found_without_a_restart() {
+    let ollama = closed_port_url();
+    let closed = closed_port_url();
+    let mut lsp = Lsp::spawn_clean(
+        None,
+        &[("QUILL_PROBE_OLLAMA", &ollama), ("QUILL_PROBE_LLAMACPP", &closed), ("QUILL_RECHECK_MS", "0")],
+    );
+    lsp.initialize(init_params(&["utf-16"]));
+    let msg = lsp.notification("window/showMessage");
+    assert_eq!(msg["params"]["type"], 2, "{msg}");
+    lsp.open(URI, "rust", "fn a() {}\n");
+    let inline =
+        json!({"textDocument": {"uri": URI}, "position": {"line": 0, "character": 0}, "context": {"triggerKind": 2}});
+    lsp.request("textDocument/inlineCompletion", inline.clone()).expect_err("nothing yet");
+
+    // "Start Ollama" on the probed port.
+    let port = ollama.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).expect("port");
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind the probed port");
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let body = r#"{"models":[{"name":"qwen2.5-coder:1.5b-base"},{"name":"llama3.2:3b"}]}"#;
+        for mut sock in listener.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && sock.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(reply.as_bytes());
+        }
+    });
+
+    let r = lsp.request("textDocument/inlineCompletion", inline).expect("found on this request");
+    assert_eq!(r, json!({"items": []}));
+    let msg = lsp.notification("window/showMessage");
+    assert_eq!(msg["params"]["type"], 3, "{msg}");
+    let text = msg["params"]["message"].as_str().unwrap_or_default();
+    assert!(text.contains(&format!("using ollama because Ollama answers at {ollama}")), "{text}");
+    assert!(text.contains("completion: qwen2.5-coder:1.5b-base, chat: llama3.2:3b"), "{text}");
 }

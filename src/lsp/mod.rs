@@ -12,8 +12,9 @@ use std::{
     path::PathBuf,
     sync::{
         Arc, OnceLock, RwLock,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use serde_json::Value;
@@ -24,11 +25,154 @@ use tower_lsp_server::{
 };
 
 use crate::{
-    config::{self, Config, ConfigError, Layer},
+    config::{self, Config, ConfigError, Feature, Layer},
     error::Error,
     position::{self, PositionEncoding},
+    provider::{
+        Env,
+        discover::{self, Discovery, Origin, ProbeTargets},
+        process_env,
+    },
     store::{Snapshot, Store},
 };
+
+/// JSON-RPC `RequestFailed` (LSP 3.17): the request was valid but could not be served.
+const REQUEST_FAILED: i64 = -32803;
+/// How long a request waits for the first discovery (probes take at most about a second).
+const DISCOVERY_WAIT: Duration = Duration::from_secs(3);
+/// With no provider found, a request looks again after this long, so a local server started
+/// after the editor is picked up without a restart.
+const RECHECK_AFTER: Duration = Duration::from_secs(10);
+/// Test hook: milliseconds to use instead of [`RECHECK_AFTER`].
+const RECHECK_VAR: &str = "QUILL_RECHECK_MS";
+
+/// The providers in force and how they were found.
+#[derive(Debug)]
+pub struct Effective {
+    /// The effective config (the user's, completed by discovery) and its origin.
+    pub discovery: Discovery,
+    /// The user's config it was derived from.
+    user_config: Arc<Config>,
+    at: Instant,
+}
+
+/// Discovery state: it runs in the background after every config change; the latest wins.
+struct Providers {
+    current: tokio::sync::watch::Sender<Option<Arc<Effective>>>,
+    /// Bumped by each config change, so a slow discovery for an older config is discarded.
+    generation: AtomicU64,
+    /// Messages sent before the client's `initialized` may be lost.
+    client_ready: AtomicBool,
+    /// One message per session for each outcome, so users are told once, not on every keystroke.
+    announced_found: AtomicBool,
+    announced_missing: AtomicBool,
+    /// One look-again at a time; requests meanwhile wait for its outcome.
+    recheck: tokio::sync::Mutex<()>,
+    recheck_after: Duration,
+    env: Env,
+    probes: ProbeTargets,
+}
+
+impl Providers {
+    fn new() -> Self {
+        let env = process_env();
+        let probes = ProbeTargets::from_env(&env);
+        let recheck_after =
+            env(RECHECK_VAR).and_then(|v| v.trim().parse().ok()).map_or(RECHECK_AFTER, Duration::from_millis);
+        Providers {
+            current: tokio::sync::watch::Sender::new(None),
+            generation: AtomicU64::new(0),
+            client_ready: AtomicBool::new(false),
+            announced_found: AtomicBool::new(false),
+            announced_missing: AtomicBool::new(false),
+            recheck: tokio::sync::Mutex::new(()),
+            recheck_after,
+            env,
+            probes,
+        }
+    }
+
+    /// Make a new config's providers current. A config that names a provider needs no probing
+    /// and is in force at once, so the next request sees it; otherwise requests wait for the
+    /// discovery running in the background.
+    fn refresh(self: &Arc<Self>, client: Client, config: Arc<Config>) {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(discovery) = discover::from_config(&config, &self.env) {
+            for note in &discovery.notes {
+                tracing::info!("providers: {note}");
+            }
+            let effective = Effective { discovery, user_config: config, at: Instant::now() };
+            self.current.send_replace(Some(Arc::new(effective)));
+            return;
+        }
+        self.current.send_replace(None);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let discovery = discover::discover(&config, &this.env, &this.probes).await;
+            this.publish(generation, config, discovery, &client).await;
+        });
+    }
+
+    async fn publish(&self, generation: u64, user_config: Arc<Config>, discovery: Discovery, client: &Client) {
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return; // a newer config is being resolved
+        }
+        let effective = Arc::new(Effective { discovery, user_config, at: Instant::now() });
+        self.current.send_replace(Some(effective.clone()));
+        if self.client_ready.load(Ordering::SeqCst) {
+            self.announce(client, &effective.discovery).await;
+        }
+    }
+
+    async fn announce(&self, client: &Client, d: &Discovery) {
+        let (flag, level) = match d.origin {
+            Origin::Configured => return, // the user chose; `refresh` logged any notes
+            Origin::Discovered { .. } => (&self.announced_found, MessageType::INFO),
+            Origin::Missing => (&self.announced_missing, MessageType::WARNING),
+        };
+        let Some(text) = d.announcement() else { return };
+        tracing::info!("providers: {text}");
+        if !flag.swap(true, Ordering::SeqCst) {
+            client.show_message(level, text).await;
+        }
+    }
+
+    /// The effective providers, waiting for a discovery that is still running.
+    async fn wait_current(&self) -> Option<Arc<Effective>> {
+        let mut rx = self.current.subscribe();
+        match tokio::time::timeout(DISCOVERY_WAIT, rx.wait_for(Option::is_some)).await {
+            Ok(Ok(v)) => v.clone(),
+            _ => None,
+        }
+    }
+
+    /// The effective providers for a request. When none was found a while ago, look again
+    /// first.
+    async fn get(&self, client: &Client) -> Option<Arc<Effective>> {
+        let current = self.wait_current().await?;
+        let stale = current.discovery.origin == Origin::Missing && current.at.elapsed() >= self.recheck_after;
+        if !stale {
+            return Some(current);
+        }
+        let _one_at_a_time = self.recheck.lock().await;
+        let Some(latest) = self.current.borrow().clone() else { return Some(current) };
+        if latest.at > current.at {
+            return Some(latest); // looked again while this request waited
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let discovery = discover::discover(&latest.user_config, &self.env, &self.probes).await;
+        if discovery.origin == Origin::Missing {
+            // Nothing new: only restart the clock, without a message.
+            let again = Arc::new(Effective { discovery, user_config: latest.user_config.clone(), at: Instant::now() });
+            if self.generation.load(Ordering::SeqCst) == generation {
+                self.current.send_replace(Some(again.clone()));
+            }
+            return Some(again);
+        }
+        self.publish(generation, latest.user_config.clone(), discovery, client).await;
+        self.current.borrow().clone()
+    }
+}
 
 /// Session state that is not the documents.
 #[derive(Debug, Default)]
@@ -48,6 +192,7 @@ pub struct QuillServer {
     session: RwLock<Session>,
     /// Config errors found during `initialize`, shown once the client is ready for messages.
     startup_errors: RwLock<Vec<ConfigError>>,
+    providers: Arc<Providers>,
     shutdown_requested: Arc<AtomicBool>,
 }
 
@@ -81,6 +226,7 @@ impl QuillServer {
             config: RwLock::new(Arc::new(Config::default())),
             session: RwLock::new(Session::default()),
             startup_errors: RwLock::new(Vec::new()),
+            providers: Arc::new(Providers::new()),
             shutdown_requested,
         }
     }
@@ -129,6 +275,35 @@ impl QuillServer {
         resolved.errors
     }
 
+    /// Re-run discovery if the config in force changed since `before`.
+    fn rediscover_if_changed(&self, before: &Arc<Config>) {
+        let now = self.config();
+        if !Arc::ptr_eq(before, &now) {
+            self.providers.refresh(self.client.clone(), now);
+        }
+    }
+
+    /// The providers in force: the user's config completed by discovery. `None` only while the
+    /// first discovery is still running.
+    pub async fn effective(&self) -> Option<Arc<Effective>> {
+        self.providers.get(&self.client).await
+    }
+
+    /// Refuse a request for `feature` when no provider serves it, with the setup advice as the
+    /// error, so the user sees why nothing happens rather than an empty answer.
+    async fn require_provider(&self, feature: Feature) -> Result<()> {
+        let message = match self.effective().await {
+            Some(e) if e.discovery.serves(feature) => return Ok(()),
+            Some(e) => e.discovery.advice(Some(feature)),
+            None => "Quill is still looking for an AI provider; try again in a moment.".to_owned(),
+        };
+        Err(jsonrpc::Error {
+            code: jsonrpc::ErrorCode::ServerError(REQUEST_FAILED),
+            message: message.into(),
+            data: None,
+        })
+    }
+
     async fn show_config_errors(&self, errors: Vec<ConfigError>) {
         for e in errors {
             tracing::error!("config: {e}");
@@ -162,6 +337,7 @@ impl QuillServer {
         let tdp = params.text_document_position;
         let snap = self.snapshot(&tdp.text_document.uri).map_err(to_rpc)?;
         self.char_at(&snap, tdp.position).map_err(to_rpc)?;
+        self.require_provider(Feature::Completion).await?;
         Ok(InlineCompletionResponse::List(InlineCompletionList { items: Vec::new() }))
     }
 }
@@ -222,6 +398,8 @@ impl LanguageServer for QuillServer {
             s.supports_configuration_pull = pull;
         }
         errors.extend(self.apply_layers(None));
+        // Discovery starts now; its message waits for `initialized`.
+        self.providers.refresh(self.client.clone(), self.config());
         if let Ok(mut e) = self.startup_errors.write() {
             *e = errors;
         }
@@ -236,6 +414,14 @@ impl LanguageServer for QuillServer {
     async fn initialized(&self, _: InitializedParams) {
         let errors = self.startup_errors.write().map(|mut e| std::mem::take(&mut *e)).unwrap_or_default();
         self.show_config_errors(errors).await;
+        self.providers.client_ready.store(true, Ordering::SeqCst);
+        let providers = self.providers.clone();
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            if let Some(e) = providers.wait_current().await {
+                providers.announce(&client, &e.discovery).await;
+            }
+        });
     }
 
     async fn shutdown(&self) -> Result<()> {
@@ -286,7 +472,9 @@ impl LanguageServer for QuillServer {
         } else {
             params.settings
         };
+        let before = self.config();
         let errors = self.apply_layers(Some(Layer::from_client("workspace/didChangeConfiguration", settings)));
+        self.rediscover_if_changed(&before);
         self.show_config_errors(errors).await;
     }
 
@@ -295,6 +483,7 @@ impl LanguageServer for QuillServer {
         let tdp = params.text_document_position;
         let snap = self.snapshot(&tdp.text_document.uri).map_err(to_rpc)?;
         self.char_at(&snap, tdp.position).map_err(to_rpc)?;
+        self.require_provider(Feature::Completion).await?;
         Ok(None)
     }
 
@@ -303,6 +492,7 @@ impl LanguageServer for QuillServer {
         let snap = self.snapshot(&params.text_document.uri).map_err(to_rpc)?;
         self.char_at(&snap, params.range.start).map_err(to_rpc)?;
         self.char_at(&snap, params.range.end).map_err(to_rpc)?;
+        self.require_provider(Feature::Edit).await?;
         Ok(Some(Vec::new()))
     }
 

@@ -182,7 +182,7 @@ impl fmt::Display for ProviderError {
         }
         write!(f, "provider `{}` ({}) {}", self.provider, self.kind_name, self.summary())?;
         if !self.detail.is_empty() {
-            write!(f, ": {}", self.detail)?;
+            write!(f, ": {}", self.detail.trim_end_matches('.'))?;
         }
         let advice = self.advice();
         if !advice.is_empty() {

@@ -45,10 +45,6 @@ impl Outgoing {
         Outgoing { method: Method::POST, url, headers, body: Bytes::from(body.to_string()) }
     }
 
-    pub fn get(url: String) -> Outgoing {
-        Outgoing { method: Method::GET, url, headers: HeaderMap::new(), body: Bytes::new() }
-    }
-
     /// Add a header whose value is a credential: marked sensitive so no layer prints it.
     pub fn secret_header(&mut self, name: &'static str, value: &str) -> Result<(), String> {
         let mut v = HeaderValue::from_str(value).map_err(|_| format!("the value for `{name}` is not a valid header"))?;
@@ -307,7 +303,20 @@ pub(crate) fn classify(ctx: &Ctx, status: StatusCode, headers: &HeaderMap, body:
         _ => ErrorKind::BadRequest { status: s },
     };
     let mut detail = info.message;
-    if let Some(code) = info.codes.first()
+    // The vendor's code adds to the words only when there are none, when the request was refused
+    // (`context_length_exceeded` says what to change), or when it is a CamelCase name (AWS's
+    // `ExpiredTokenException`, Azure's `DeploymentNotFound` say more than their messages). Google
+    // repeats the HTTP status as a numeric code, which the text already has.
+    let camel = |c: &str| {
+        c.starts_with(|ch: char| ch.is_ascii_uppercase())
+            && c.chars().any(|ch| ch.is_ascii_lowercase())
+            && c.chars().all(|ch| ch.is_ascii_alphanumeric())
+    };
+    let code_helps = detail.is_empty()
+        || matches!(kind, ErrorKind::BadRequest { .. })
+        || info.codes.first().is_some_and(|c| camel(c));
+    if code_helps
+        && let Some(code) = info.codes.iter().find(|c| **c != s.to_string())
         && !detail.contains(code.as_str())
     {
         detail = if detail.is_empty() { code.clone() } else { format!("{code}: {detail}") };
@@ -398,23 +407,27 @@ impl Framer {
 
     fn feed(&mut self, chunk: &[u8], frames: &mut Vec<Frame>) -> Result<(), String> {
         match self {
+            // Frames decoded before an error are kept: the text they carry reaches the user
+            // before the error does.
             Framer::Sse(p) => {
                 let mut evs = Vec::new();
-                p.feed(chunk, &mut evs)?;
+                let r = p.feed(chunk, &mut evs);
                 frames.extend(evs.into_iter().map(Frame::Sse));
+                r
             }
             Framer::Lines(p) => {
                 let mut lines = Vec::new();
-                p.feed(chunk, &mut lines)?;
+                let r = p.feed(chunk, &mut lines);
                 frames.extend(lines.into_iter().map(Frame::Line));
+                r
             }
             Framer::Events(d) => {
                 let mut msgs = Vec::new();
-                d.feed(chunk, &mut msgs).map_err(|e| e.to_string())?;
+                let r = d.feed(chunk, &mut msgs).map_err(|e| e.to_string());
                 frames.extend(msgs.into_iter().map(Frame::Message));
+                r
             }
         }
-        Ok(())
     }
 
     fn finish(&mut self, frames: &mut Vec<Frame>) -> Result<(), String> {
@@ -467,6 +480,14 @@ pub struct EventStream {
     first_byte_deadline: Instant,
     total_deadline: Instant,
     finished: bool,
+    /// An error found after some events: it is returned once those are delivered.
+    pending_error: Option<ProviderError>,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream").field("provider", &self.ctx.name).field("received", &self.received).finish()
+    }
 }
 
 impl EventStream {
@@ -490,6 +511,7 @@ impl EventStream {
             first_byte_deadline: now + ctx.first_byte_timeout(),
             total_deadline: now + ctx.total_timeout(),
             finished: false,
+            pending_error: None,
         }
     }
 
@@ -509,45 +531,47 @@ impl EventStream {
                 }
                 return Some(Ok(ev));
             }
+            if let Some(e) = self.pending_error.take() {
+                return Some(Err(e));
+            }
             if self.finished {
                 return None;
             }
             match self.read().await {
                 Ok(Some(chunk)) => {
-                    if let Err(e) = self.framer.feed(&chunk, &mut self.frames) {
-                        return Some(Err(self.fail(ErrorKind::Malformed, e)));
-                    }
-                    if let Err(e) = self.parse_frames() {
-                        return Some(Err(e));
+                    let framed = self.framer.feed(&chunk, &mut self.frames);
+                    self.parse_frames();
+                    if let Err(e) = framed
+                        && self.pending_error.is_none()
+                    {
+                        self.defer_error(ErrorKind::Malformed, e);
                     }
                 }
                 Ok(None) => {
-                    if let Err(e) = self.framer.finish(&mut self.frames) {
-                        return Some(Err(self.fail(ErrorKind::Malformed, e)));
+                    let framed = self.framer.finish(&mut self.frames);
+                    self.parse_frames();
+                    if self.pending_error.is_some() {
+                        continue;
                     }
-                    if let Err(e) = self.parse_frames() {
-                        return Some(Err(e));
+                    if let Err(e) = framed {
+                        // The body ended inside a frame: the stream was cut.
+                        let received = self.received_with_queue();
+                        self.defer_error(ErrorKind::Incomplete { received }, e);
+                        continue;
                     }
                     if !self.queue.iter().any(|e| matches!(e, Event::Done(_))) {
                         self.flush_filter();
                         match self.parser.eof() {
                             Some(fin) => self.queue.push_back(Event::Done(fin)),
                             None => {
-                                // Hand over what did arrive first; the error comes after it.
-                                if self.queue.is_empty() {
-                                    let received = self.received;
-                                    return Some(Err(self.fail(ErrorKind::Incomplete { received }, String::new())));
-                                }
-                                self.source = None;
+                                // Cut before the end marker: what arrived is handed over first.
+                                let received = self.received_with_queue();
+                                self.defer_error(ErrorKind::Incomplete { received }, String::new());
                             }
                         }
                     }
                 }
                 Err(e) => return Some(Err(e)),
-            }
-            if self.source.is_none() && self.queue.is_empty() && !self.finished {
-                let received = self.received;
-                return Some(Err(self.fail(ErrorKind::Incomplete { received }, String::new())));
             }
         }
     }
@@ -565,16 +589,32 @@ impl EventStream {
         Err(self.ctx.error(ErrorKind::Incomplete { received }, String::new()))
     }
 
-    fn parse_frames(&mut self) -> Result<(), ProviderError> {
+    /// Characters delivered plus those queued for delivery.
+    fn received_with_queue(&self) -> usize {
+        self.received
+            + self.queue.iter().map(|e| if let Event::Delta(t) = e { t.chars().count() } else { 0 }).sum::<usize>()
+    }
+
+    /// Stop reading; deliver what is queued, then this error.
+    fn defer_error(&mut self, kind: ErrorKind, detail: String) {
+        self.finished = true;
+        self.source = None;
+        self.queue.retain(|e| matches!(e, Event::Delta(_)));
+        self.pending_error = Some(self.ctx.error(kind, detail));
+    }
+
+    /// Run the framed frames through the parser and filter into the queue. A fault stops the
+    /// stream after the events that came before it.
+    fn parse_frames(&mut self) {
         let mut frames = std::mem::take(&mut self.frames);
+        let mut fault = None;
         for frame in frames.drain(..) {
             if let Err(f) = self.parser.frame(frame, &mut self.events) {
-                self.events.clear();
-                self.finished = true;
-                self.source = None;
-                return Err(self.ctx.error(f.kind, f.detail));
+                fault = Some(f);
+                break;
             }
         }
+        frames.clear();
         self.frames = frames;
         let mut events = std::mem::take(&mut self.events);
         for ev in events.drain(..) {
@@ -605,7 +645,9 @@ impl EventStream {
         }
         events.clear();
         self.events = events;
-        Ok(())
+        if let Some(f) = fault {
+            self.defer_error(f.kind, f.detail);
+        }
     }
 
     fn flush_filter(&mut self) {

@@ -116,7 +116,7 @@ impl Ctx {
             model: None,
             key: None,
             key_env: None,
-            client: reqwest::Client::new(),
+            client: http::client(Duration::from_millis(5_000)).unwrap_or_default(),
             cooldown: Mutex::new(None),
             extra_secrets: Mutex::new(Vec::new()),
             env: env_from(&[]),

@@ -38,8 +38,24 @@ impl Lsp {
     }
 
     pub fn spawn_in(xdg_config: Option<&Path>) -> Lsp {
+        Lsp::launch(xdg_config, None)
+    }
+
+    /// Start the server with only these environment variables (plus `PATH`, `HOME`,
+    /// `XDG_CONFIG_HOME` and `QUILL_LOG`), so API keys on the test machine cannot change the outcome.
+    pub fn spawn_clean(xdg_config: Option<&Path>, env: &[(&str, &str)]) -> Lsp {
+        Lsp::launch(xdg_config, Some(env))
+    }
+
+    fn launch(xdg_config: Option<&Path>, clean_env: Option<&[(&str, &str)]>) -> Lsp {
         let home = tempfile::tempdir().expect("tempdir");
         let mut cmd = Command::new(quill_bin());
+        if clean_env.is_some() {
+            cmd.env_clear();
+            if let Some(path) = std::env::var_os("PATH") {
+                cmd.env("PATH", path);
+            }
+        }
         cmd.arg("lsp")
             .env("HOME", home.path())
             .env("XDG_CONFIG_HOME", xdg_config.unwrap_or(home.path()))
@@ -47,6 +63,9 @@ impl Lsp {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
+        for (k, v) in clean_env.unwrap_or_default() {
+            cmd.env(k, v);
+        }
         let mut child = cmd.spawn().expect("spawn quill");
         let stdout = child.stdout.take().expect("stdout");
         let stdin = child.stdin.take();
@@ -237,6 +256,14 @@ pub fn init_params(encodings: &[&str]) -> Value {
         "rootUri": null,
         "capabilities": {"general": {"positionEncodings": encodings}},
     })
+}
+
+/// A loopback URL where nothing listens (connections are refused at once).
+pub fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
 }
 
 pub fn range(sl: u32, sc: u32, el: u32, ec: u32) -> Value {

@@ -126,8 +126,11 @@ impl Fake {
     pub async fn start(handler: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static) -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let state =
-            Arc::new(State { requests: Mutex::new(Vec::new()), closes: Mutex::new(Vec::new()), handler: Box::new(handler) });
+        let state = Arc::new(State {
+            requests: Mutex::new(Vec::new()),
+            closes: Mutex::new(Vec::new()),
+            handler: Box::new(handler),
+        });
         let st = state.clone();
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
