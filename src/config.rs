@@ -275,30 +275,6 @@ impl fmt::Display for Secret {
     }
 }
 
-/// Where the key of a provider stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyStatus {
-    NotConfigured,
-    Missing(String),
-    Present(String),
-}
-
-impl ProviderConfig {
-    /// Read the API key from the environment variable the config names.
-    pub fn api_key(&self) -> Option<Secret> {
-        let var = self.api_key_env.as_deref()?;
-        std::env::var(var).ok().filter(|v| !v.is_empty()).map(Secret::new)
-    }
-
-    pub fn key_status(&self) -> KeyStatus {
-        match &self.api_key_env {
-            None => KeyStatus::NotConfigured,
-            Some(var) if self.api_key().is_some() => KeyStatus::Present(var.clone()),
-            Some(var) => KeyStatus::Missing(var.clone()),
-        }
-    }
-}
-
 impl Config {
     /// The provider name and settings that serve a feature, if routed.
     pub fn route(&self, feature: Feature) -> Option<(&str, &ProviderConfig)> {

@@ -8,7 +8,7 @@ pub mod config;
 pub mod document;
 pub mod error;
 pub mod lsp;
-pub mod provider;
 pub mod position;
+pub mod provider;
 pub mod store;
 pub mod syntax;

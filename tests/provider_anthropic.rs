@@ -9,12 +9,15 @@ use std::{
 };
 
 use bytes::Bytes;
-use fake::{Fake, Reply};
+use fake::{
+    Fake, Reply, assert_drop_closes, assert_idle_timeout, chat_err, complete_err, drain, rust_completion_req,
+    short_timeouts, shown,
+};
 use quill::{
     config::{CompletionMode, Feature, ProviderConfig, ProviderKind},
     provider::{
-        ChatRequest, CompletionRequest, ErrorKind, Event, EventStream, Finish, Message, Op, Provider, ProviderError,
-        Role, StopReason, TimeoutPhase, Usage, env_from, parse_recorded,
+        ChatRequest, CompletionRequest, ErrorKind, Event, Finish, Message, Op, Provider, Role, StopReason,
+        TimeoutPhase, Usage, env_from, parse_recorded,
     },
 };
 
@@ -90,72 +93,11 @@ fn chat_req() -> ChatRequest {
     }
 }
 
-fn completion_req() -> CompletionRequest {
-    CompletionRequest {
-        prefix: "fn add(a: i32, b: i32) -> i32 {\n    ".into(),
-        suffix: "\n}\n".into(),
-        path: Some("src/lib.rs".into()),
-        language: Some("rust".into()),
-        max_tokens: 64,
-        temperature: 0.1,
-        ..Default::default()
-    }
-}
-
-/// Everything a stream yields: the deltas, how it ended, or the error that ended it.
-async fn drain(mut s: EventStream) -> (Vec<String>, Option<Finish>, Option<ProviderError>) {
-    let mut deltas = Vec::new();
-    while let Some(ev) = s.next().await {
-        match ev {
-            Ok(Event::Delta(t)) => deltas.push(t),
-            Ok(Event::Done(f)) => return (deltas, Some(f), None),
-            Err(e) => return (deltas, None, Some(e)),
-        }
-    }
-    (deltas, None, None)
-}
-
-async fn chat_err(p: &Provider, feature: Feature) -> ProviderError {
-    match p.chat(&chat_req(), feature).await {
-        Ok(s) => drain(s).await.2.expect("the stream fails"),
-        Err(e) => e,
-    }
-}
-
-async fn complete_err(p: &Provider) -> ProviderError {
-    match p.complete(&completion_req()).await {
-        Ok(s) => drain(s).await.2.expect("the stream fails"),
-        Err(e) => e,
-    }
-}
-
-fn chunks_of(bytes: &[u8], sizes: &[usize]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    for n in sizes.iter().cycle() {
-        if i >= bytes.len() {
-            break;
-        }
-        let end = (i + n).min(bytes.len());
-        out.push(bytes[i..end].to_vec());
-        i = end;
-    }
-    out
-}
-
-fn shown(e: &ProviderError) -> Vec<String> {
-    vec![format!("{e}"), format!("{e:?}")]
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn streams_the_reference_transcript_and_sends_the_documented_request() {
     fake::capture_traces();
     let key = fake::fake_key("sk-ant");
-    let mut reply = Reply::new(200).header("content-type", "text/event-stream");
-    for c in chunks_of(TRANSCRIPT.as_bytes(), &[1, 7, 3, 64, 13, 2, 200]) {
-        reply = reply.bytes(c);
-    }
-    let fake = Fake::always(reply).await;
+    let fake = Fake::always(Reply::chunked("text/event-stream", TRANSCRIPT, &[1, 7, 3, 64, 13, 2, 200])).await;
     let p = provider(&fake, &key, |_| {});
     let (deltas, fin, err) = drain(p.chat(&chat_req(), Feature::Chat).await.expect("stream opens")).await;
     assert_eq!(err, None);
@@ -241,11 +183,7 @@ fn stop_reasons_map_into_the_common_vocabulary() {
 async fn chunks_split_mid_utf8_over_the_network() {
     fake::capture_traces();
     let body = answer(&["naïve ", "café — ", "日本語"], "stop_sequence");
-    let mut reply = Reply::new(200).header("content-type", "text/event-stream");
-    for c in chunks_of(body.as_bytes(), &[5, 1, 1, 9, 2]) {
-        reply = reply.bytes(c);
-    }
-    let fake = Fake::always(reply).await;
+    let fake = Fake::always(Reply::chunked("text/event-stream", &body, &[5, 1, 1, 9, 2])).await;
     let p = provider(&fake, &fake::fake_key("sk-ant"), |_| {});
     let (text, fin) = p.chat(&chat_req(), Feature::Chat).await.expect("opens").text().await.expect("completes");
     assert_eq!(text, "naïve café — 日本語");
@@ -296,7 +234,7 @@ async fn autocomplete_goes_through_the_chat_path() {
     // The server stopped at `</fill>`; the newline stop is Quill's to apply.
     let fake = Fake::always(Reply::sse(&[&answer(&["a + b", "\n}\n"], "stop_sequence")])).await;
     let p = provider(&fake, &key, |_| {});
-    let req = CompletionRequest { stop: vec!["\n".into()], ..completion_req() };
+    let req = CompletionRequest { stop: vec!["\n".into()], ..rust_completion_req() };
     let (text, fin) = p.complete(&req).await.expect("opens").text().await.expect("completes");
     assert_eq!((text.as_str(), fin.stop_reason), ("a + b", StopReason::StopSequence));
     let r = fake.request(0);
@@ -362,7 +300,7 @@ async fn rejected_keys_name_the_variable_and_never_show_the_key() {
     );
     let fake = Fake::always(Reply::json(401, &echo)).await;
     let p = provider(&fake, &key, |c| c.api_key_env = Some("MY_CLAUDE_KEY".into()));
-    let e = chat_err(&p, Feature::Chat).await;
+    let e = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert_eq!(e.kind, ErrorKind::Auth { status: 401, env: Some("MY_CLAUDE_KEY".into()) });
     let text = e.to_string();
     assert!(text.contains("$MY_CLAUDE_KEY") && text.contains("invalid x-api-key"), "{text}");
@@ -375,7 +313,7 @@ async fn rejected_keys_name_the_variable_and_never_show_the_key() {
     ))
     .await;
     let p = provider(&fake, &key, |_| {});
-    let e = chat_err(&p, Feature::Chat).await;
+    let e = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert_eq!(e.kind, ErrorKind::Auth { status: 403, env: Some("ANTHROPIC_API_KEY".into()) });
     assert!(e.to_string().contains("$ANTHROPIC_API_KEY"), "{e}");
     fake::assert_secret_absent(&key, &shown(&e));
@@ -391,7 +329,7 @@ async fn unknown_model_names_the_model() {
     ))
     .await;
     let p = provider(&fake, &key, |_| {});
-    let e = chat_err(&p, Feature::Chat).await;
+    let e = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert_eq!(e.kind, ErrorKind::NotFound { status: 404, model: Some(MODEL.into()) });
     assert!(e.to_string().contains("providers.claude.model"), "{e}");
     assert_eq!(fake.requests().len(), 1);
@@ -421,18 +359,18 @@ async fn rate_limit_retry_after_is_honoured() {
     // fails without a request.
     let fake = Fake::always(rate_limited("5")).await;
     let p = provider(&fake, &key, |_| {});
-    let e = complete_err(&p).await;
+    let e = complete_err(&p, &rust_completion_req()).await;
     assert_eq!(e.kind, ErrorKind::RateLimited);
     assert_eq!(e.retry_after, Some(Duration::from_secs(5)));
     assert!(e.to_string().contains("retry in 5 s"), "{e}");
-    let e2 = complete_err(&p).await;
+    let e2 = complete_err(&p, &rust_completion_req()).await;
     assert_eq!(e2.kind, ErrorKind::RateLimited);
     assert_eq!(fake.requests().len(), 1);
 
     // Chat does not sit out a long retry-after either.
     let fake = Fake::always(rate_limited("30")).await;
     let p = provider(&fake, &key, |_| {});
-    let e = chat_err(&p, Feature::Chat).await;
+    let e = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert_eq!((e.kind.clone(), e.retry_after), (ErrorKind::RateLimited, Some(Duration::from_secs(30))));
     assert_eq!(fake.requests().len(), 1);
     fake::assert_secret_absent(&key, &shown(&e));
@@ -468,12 +406,12 @@ async fn overloaded_is_retried_with_backoff_for_chat_only() {
 
     let fake = Fake::always(overloaded()).await;
     let p = provider(&fake, &key, |_| {});
-    let e = complete_err(&p).await;
+    let e = complete_err(&p, &rust_completion_req()).await;
     assert_eq!(e.kind, ErrorKind::Overloaded { status: 529 });
     assert!(e.to_string().contains("Overloaded"), "{e}");
     assert_eq!(fake.requests().len(), 1, "autocomplete never retries");
     // Chat from the completion feature does not retry either.
-    let e = chat_err(&p, Feature::Completion).await;
+    let e = chat_err(&p, &chat_req(), Feature::Completion).await;
     assert_eq!(e.kind, ErrorKind::Overloaded { status: 529 });
     assert_eq!(fake.requests().len(), 2);
     fake::assert_secret_absent(&key, &shown(&e));
@@ -498,7 +436,7 @@ async fn server_errors_are_retried_but_not_when_the_server_says_no() {
 
     let fake = Fake::always(overloaded().header("x-should-retry", "false")).await;
     let p = provider(&fake, &key, |_| {});
-    let e = chat_err(&p, Feature::Chat).await;
+    let e = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert!(!e.is_transient(), "{e:?}");
     assert_eq!(fake.requests().len(), 1, "x-should-retry: false is obeyed");
     fake::assert_secret_absent(&key, &shown(&e));
@@ -579,22 +517,13 @@ async fn malformed_data_is_reported_as_such() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_upstream_times_out() {
     fake::capture_traces();
-    let short = |c: &mut ProviderConfig| {
-        c.first_byte_timeout_ms = 300;
-        c.idle_timeout_ms = 300;
-    };
     let fake = Fake::always(Reply::sse(&[START, BLOCK_START, &delta("so")]).stall()).await;
-    let p = provider(&fake, &fake::fake_key("sk-ant"), short);
-    let started = Instant::now();
-    let (deltas, _, err) = drain(p.chat(&chat_req(), Feature::Chat).await.expect("opens")).await;
-    assert_eq!(deltas.concat(), "so");
-    let e = err.expect("an error");
-    assert!(matches!(e.kind, ErrorKind::Timeout { phase: TimeoutPhase::Idle, .. }), "{e:?}");
-    assert!(started.elapsed() < Duration::from_millis(1500));
+    let p = provider(&fake, &fake::fake_key("sk-ant"), short_timeouts);
+    assert_idle_timeout(p.chat(&chat_req(), Feature::Chat), "so").await;
 
     let fake = Fake::always(Reply::silent()).await;
-    let p = provider(&fake, &fake::fake_key("sk-ant"), short);
-    let e = complete_err(&p).await;
+    let p = provider(&fake, &fake::fake_key("sk-ant"), short_timeouts);
+    let e = complete_err(&p, &rust_completion_req()).await;
     assert!(matches!(e.kind, ErrorKind::Timeout { phase: TimeoutPhase::FirstByte, .. }), "{e:?}");
     assert_eq!(fake.requests().len(), 1);
 }
@@ -606,10 +535,7 @@ async fn dropping_the_stream_closes_the_connection() {
     let p = provider(&fake, &fake::fake_key("sk-ant"), |_| {});
     let mut s = p.chat(&chat_req(), Feature::Chat).await.expect("opens");
     assert_eq!(s.next().await.map(|e| e.expect("text")), Some(Event::Delta("first".into())));
-    let dropped = Instant::now();
-    drop(s);
-    let closed = fake.wait_close(Duration::from_millis(500)).await.expect("the fake sees the close");
-    assert!(closed.saturating_duration_since(dropped) <= Duration::from_millis(50), "{:?}", closed - dropped);
+    assert_drop_closes(&fake, s, "anthropic chat").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

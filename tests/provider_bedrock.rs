@@ -8,13 +8,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_smithy_types::event_stream as smithy;
 use base64::Engine as _;
-use fake::{Fake, Recorded, Reply};
+use fake::{
+    Fake, Recorded, Refused, Reply, assert_drop_closes, assert_idle_timeout, chunks_of, drain, short_timeouts, shown,
+};
 use hmac::{Hmac, Mac};
 use quill::{
     config::{CompletionMode, Feature, ProviderConfig, ProviderKind},
     provider::{
-        ChatRequest, CompletionRequest, Env, ErrorKind, Event, EventStream, Finish, Message, Op, Provider,
-        ProviderError, Role, StopReason, TimeoutPhase, Usage, env_from, parse_recorded,
+        ChatRequest, CompletionRequest, Env, ErrorKind, Event, Finish, Message, Op, Provider, ProviderError, Role,
+        StopReason, TimeoutPhase, Usage, env_from, parse_recorded,
     },
 };
 use serde_json::{Value, json};
@@ -97,18 +99,7 @@ fn answer(texts: &[&str], stop_reason: &str) -> Vec<Vec<u8>> {
 /// Cut the bytes so that no chunk boundary falls on a frame boundary by design: 1-byte pieces,
 /// preludes split, several frames in one piece.
 fn awkward(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let sizes = [1, 3, 11, 1, 13, 29, 200, 7, 64, 2];
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    for n in sizes.iter().cycle() {
-        if rest.is_empty() {
-            break;
-        }
-        let (a, b) = rest.split_at((*n).min(rest.len()));
-        out.push(a.to_vec());
-        rest = b;
-    }
-    out
+    chunks_of(bytes, &[1, 3, 11, 1, 13, 29, 200, 7, 64, 2])
 }
 
 fn event_stream() -> Reply {
@@ -348,46 +339,9 @@ fn chat_req() -> ChatRequest {
     }
 }
 
+/// The shared Rust autocomplete request, at the default temperature.
 fn completion_req() -> CompletionRequest {
-    CompletionRequest {
-        prefix: "fn add(a: i32, b: i32) -> i32 {\n    ".into(),
-        suffix: "\n}\n".into(),
-        path: Some("src/lib.rs".into()),
-        language: Some("rust".into()),
-        max_tokens: 64,
-        ..Default::default()
-    }
-}
-
-/// Every delta, then the finish or the error that ended the stream.
-async fn drain(mut s: EventStream) -> (Vec<String>, Option<Finish>, Option<ProviderError>) {
-    let mut deltas = Vec::new();
-    while let Some(ev) = s.next().await {
-        match ev {
-            Ok(Event::Delta(t)) => deltas.push(t),
-            Ok(Event::Done(f)) => return (deltas, Some(f), None),
-            Err(e) => return (deltas, None, Some(e)),
-        }
-    }
-    (deltas, None, None)
-}
-
-/// `expect_err` for an answer, which has no `Debug`.
-trait Refused {
-    fn refused(self, why: &str) -> ProviderError;
-}
-
-impl Refused for Result<EventStream, ProviderError> {
-    fn refused(self, why: &str) -> ProviderError {
-        match self {
-            Ok(_) => panic!("expected an error: {why}"),
-            Err(e) => e,
-        }
-    }
-}
-
-fn shown(e: &ProviderError) -> Vec<String> {
-    vec![format!("{e}"), format!("{e:?}")]
+    CompletionRequest { temperature: 0.0, ..fake::rust_completion_req() }
 }
 
 fn assert_aws_secrets_absent(aws: &Aws, shown: &[String]) {
@@ -811,21 +765,12 @@ async fn throttling_and_overload_retry_for_chat_only() {
 async fn stalls_time_out() {
     fake::capture_traces();
     let aws = new_aws(false);
-    let short = |c: &mut ProviderConfig| {
-        c.first_byte_timeout_ms = 300;
-        c.idle_timeout_ms = 300;
-    };
     let fake = Fake::always(event_stream().bytes([start(1), delta("so")].concat()).stall()).await;
-    let p = sigv4_provider(&fake, &aws, short);
-    let started = Instant::now();
-    let (deltas, _, err) = drain(p.chat(&chat_req(), Feature::Chat).await.expect("opens")).await;
-    assert_eq!(deltas.concat(), "so");
-    let e = err.expect("an error");
-    assert!(matches!(e.kind, ErrorKind::Timeout { phase: TimeoutPhase::Idle, .. }), "{e:?}");
-    assert!(started.elapsed() < Duration::from_millis(1500));
+    let p = sigv4_provider(&fake, &aws, short_timeouts);
+    assert_idle_timeout(p.chat(&chat_req(), Feature::Chat), "so").await;
 
     let fake = Fake::always(Reply::silent()).await;
-    let p = sigv4_provider(&fake, &aws, short);
+    let p = sigv4_provider(&fake, &aws, short_timeouts);
     let e = p.complete(&completion_req()).await.refused("no answer");
     assert!(matches!(e.kind, ErrorKind::Timeout { phase: TimeoutPhase::FirstByte, .. }), "{e:?}");
     assert_eq!(fake.requests().len(), 1);
@@ -841,11 +786,7 @@ async fn dropping_the_stream_closes_the_connection() {
     let p = sigv4_provider(&fake, &aws, |_| {});
     let mut s = p.chat(&chat_req(), Feature::Chat).await.expect("opens");
     assert_eq!(s.next().await.expect("an event").expect("ok"), Event::Delta("first".into()));
-    let dropped = Instant::now();
-    drop(s);
-    let closed = fake.wait_close(Duration::from_millis(500)).await.expect("the fake saw the close");
-    let took = closed.saturating_duration_since(dropped);
-    assert!(took <= Duration::from_millis(50), "closed {took:?} after the drop");
+    assert_drop_closes(&fake, s, "bedrock chat").await;
     assert_aws_secrets_absent(&aws, &[]);
 }
 

@@ -7,12 +7,15 @@ mod fake;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fake::{Fake, Reply};
+use fake::{
+    Fake, Reply, assert_drop_closes, assert_idle_timeout, chat_err, complete_err, drain, rust_completion_req,
+    short_timeouts, shown,
+};
 use quill::{
     config::{CompletionMode, Feature, ProviderConfig, ProviderKind},
     provider::{
-        ChatRequest, CompletionRequest, ErrorKind, Event, EventStream, Finish, Message, Op, Provider, ProviderError,
-        Role, StopReason, TimeoutPhase, Usage, env_from, parse_recorded,
+        ChatRequest, ErrorKind, Event, Finish, Message, Op, Provider, ProviderError, Role, StopReason, TimeoutPhase,
+        Usage, env_from, parse_recorded,
     },
 };
 use serde_json::json;
@@ -67,63 +70,6 @@ fn chat_req() -> ChatRequest {
     }
 }
 
-fn completion_req() -> CompletionRequest {
-    CompletionRequest {
-        prefix: "fn add(a: i32, b: i32) -> i32 {\n    ".into(),
-        suffix: "\n}\n".into(),
-        path: Some("src/lib.rs".into()),
-        language: Some("rust".into()),
-        max_tokens: 64,
-        temperature: 0.1,
-        ..Default::default()
-    }
-}
-
-async fn drain(mut s: EventStream) -> (Vec<String>, Option<Finish>, Option<ProviderError>) {
-    let mut deltas = Vec::new();
-    while let Some(ev) = s.next().await {
-        match ev {
-            Ok(Event::Delta(t)) => deltas.push(t),
-            Ok(Event::Done(f)) => return (deltas, Some(f), None),
-            Err(e) => return (deltas, None, Some(e)),
-        }
-    }
-    (deltas, None, None)
-}
-
-async fn chat_err(p: &Provider, feature: Feature) -> ProviderError {
-    match p.chat(&chat_req(), feature).await {
-        Ok(s) => drain(s).await.2.expect("the stream fails"),
-        Err(e) => e,
-    }
-}
-
-/// The error of an autocomplete request, from the request or from its stream.
-async fn complete_err(p: &Provider) -> ProviderError {
-    match p.complete(&completion_req()).await {
-        Ok(s) => drain(s).await.2.expect("the stream fails"),
-        Err(e) => e,
-    }
-}
-
-fn chunks_of(bytes: &[u8], sizes: &[usize]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    for n in sizes.iter().cycle() {
-        if i >= bytes.len() {
-            break;
-        }
-        let end = (i + n).min(bytes.len());
-        out.push(bytes[i..end].to_vec());
-        i = end;
-    }
-    out
-}
-
-fn shown(e: &ProviderError) -> Vec<String> {
-    vec![format!("{e}"), format!("{e:?}")]
-}
-
 fn parse(body: &str) -> Result<(String, Finish), ProviderError> {
     parse_recorded(ProviderKind::Gemini, Op::Chat, vec![Bytes::from(body.to_owned())])
 }
@@ -132,12 +78,8 @@ fn parse(body: &str) -> Result<(String, Finish), ProviderError> {
 async fn streams_the_crlf_transcript_and_sends_the_key_in_a_header_only() {
     fake::capture_traces();
     let key = fake::fake_key("AIza");
-    let mut reply = Reply::new(200).header("content-type", "text/event-stream");
     // Splits inside `\r\n` pairs and JSON alike.
-    for c in chunks_of(TRANSCRIPT.as_bytes(), &[1, 7, 3, 64, 13, 2, 200, 1]) {
-        reply = reply.bytes(c);
-    }
-    let fake = Fake::always(reply).await;
+    let fake = Fake::always(Reply::chunked("text/event-stream", TRANSCRIPT, &[1, 7, 3, 64, 13, 2, 200, 1])).await;
     let p = provider(&fake, &key, |_| {});
     let (deltas, fin, err) = drain(p.chat(&chat_req(), Feature::Chat).await.expect("stream opens")).await;
     assert_eq!(err, None);
@@ -282,7 +224,7 @@ async fn autocomplete_is_a_chat_with_a_prefill_and_is_never_retried() {
     // The answer continues after the prefilled `<fill>` and ends at `</fill>`.
     let fake = Fake::always(Reply::sse(&[&answer(&["a + b", "</fill>"], "STOP")])).await;
     let p = provider(&fake, &key, |_| {});
-    let (text, _) = p.complete(&completion_req()).await.expect("opens").text().await.expect("completes");
+    let (text, _) = p.complete(&rust_completion_req()).await.expect("opens").text().await.expect("completes");
     assert_eq!(text, "a + b");
     let r = fake.request(0);
     assert_eq!((r.path.as_str(), r.header("x-goog-api-key")), (PATH, Some(key.as_str())));
@@ -300,7 +242,7 @@ async fn autocomplete_is_a_chat_with_a_prefill_and_is_never_retried() {
     ))
     .await;
     let p = provider(&fake, &key, |_| {});
-    let e = complete_err(&p).await;
+    let e = complete_err(&p, &rust_completion_req()).await;
     assert_eq!(e.kind, ErrorKind::Overloaded { status: 503 });
     assert_eq!(fake.requests().len(), 1, "autocomplete never retries");
 }
@@ -329,7 +271,7 @@ async fn an_invalid_key_is_an_auth_error_naming_the_variable() {
     let body = r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com","metadata":{"service":"generativelanguage.googleapis.com"}}]}}"#;
     let fake = Fake::always(Reply::json(400, body)).await;
     let p = provider(&fake, &key, |_| {});
-    let e = chat_err(&p, Feature::Chat).await;
+    let e = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert_eq!(e.kind, ErrorKind::Auth { status: 400, env: Some("GEMINI_API_KEY".into()) });
     let text = e.to_string();
     assert!(text.contains("rejected the key from $GEMINI_API_KEY (HTTP 400): API key not valid"), "{text}");
@@ -343,7 +285,7 @@ async fn an_invalid_key_is_an_auth_error_naming_the_variable() {
     ))
     .await;
     let p = provider(&fake, &key, |c| c.api_key_env = Some("MY_GEMINI".into()));
-    let e = chat_err(&p, Feature::Chat).await;
+    let e = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert_eq!(e.kind, ErrorKind::Auth { status: 403, env: Some("MY_GEMINI".into()) });
     assert!(e.to_string().contains("$MY_GEMINI"), "{e}");
     fake::assert_secret_absent(&key, &shown(&e));
@@ -359,7 +301,7 @@ async fn unknown_model_names_the_model() {
     ))
     .await;
     let p = provider(&fake, &key, |_| {});
-    let e = chat_err(&p, Feature::Chat).await;
+    let e = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert_eq!(e.kind, ErrorKind::NotFound { status: 404, model: Some(MODEL.into()) });
     assert!(e.to_string().contains("is not found for API version"), "{e}");
     assert_eq!(fake.requests().len(), 1);
@@ -381,7 +323,7 @@ async fn rate_limits_take_the_delay_from_the_body() {
     let key = fake::fake_key("AIza");
     let fake = Fake::always(exhausted("22s")).await;
     let p = provider(&fake, &key, |_| {});
-    let e = complete_err(&p).await;
+    let e = complete_err(&p, &rust_completion_req()).await;
     assert_eq!((e.kind.clone(), e.retry_after), (ErrorKind::RateLimited, Some(Duration::from_secs(22))));
     assert!(e.to_string().contains("retry in 22 s"), "{e}");
     assert_eq!(fake.requests().len(), 1);
@@ -390,7 +332,7 @@ async fn rate_limits_take_the_delay_from_the_body() {
     // Chat does not sit out 22 s either.
     let fake = Fake::always(exhausted("22s")).await;
     let p = provider(&fake, &key, |_| {});
-    let e = chat_err(&p, Feature::Chat).await;
+    let e = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert_eq!(e.retry_after, Some(Duration::from_secs(22)));
     assert_eq!(fake.requests().len(), 1);
 
@@ -496,22 +438,13 @@ fn malformed_data_is_reported_as_such() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_upstream_times_out() {
     fake::capture_traces();
-    let short = |c: &mut ProviderConfig| {
-        c.first_byte_timeout_ms = 300;
-        c.idle_timeout_ms = 300;
-    };
     let fake = Fake::always(Reply::sse(&[&chunk("so", None)]).stall()).await;
-    let p = provider(&fake, &fake::fake_key("AIza"), short);
-    let started = Instant::now();
-    let (deltas, _, err) = drain(p.chat(&chat_req(), Feature::Chat).await.expect("opens")).await;
-    assert_eq!(deltas.concat(), "so");
-    let e = err.expect("an error");
-    assert!(matches!(e.kind, ErrorKind::Timeout { phase: TimeoutPhase::Idle, .. }), "{e:?}");
-    assert!(started.elapsed() < Duration::from_millis(1500));
+    let p = provider(&fake, &fake::fake_key("AIza"), short_timeouts);
+    assert_idle_timeout(p.chat(&chat_req(), Feature::Chat), "so").await;
 
     let fake = Fake::always(Reply::silent()).await;
-    let p = provider(&fake, &fake::fake_key("AIza"), short);
-    let e = complete_err(&p).await;
+    let p = provider(&fake, &fake::fake_key("AIza"), short_timeouts);
+    let e = complete_err(&p, &rust_completion_req()).await;
     assert!(matches!(e.kind, ErrorKind::Timeout { phase: TimeoutPhase::FirstByte, .. }), "{e:?}");
     assert_eq!(fake.requests().len(), 1);
 }
@@ -523,8 +456,5 @@ async fn dropping_the_stream_closes_the_connection() {
     let p = provider(&fake, &fake::fake_key("AIza"), |_| {});
     let mut s = p.chat(&chat_req(), Feature::Chat).await.expect("opens");
     assert_eq!(s.next().await.map(|e| e.expect("text")), Some(Event::Delta("first".into())));
-    let dropped = Instant::now();
-    drop(s);
-    let closed = fake.wait_close(Duration::from_millis(500)).await.expect("the fake sees the close");
-    assert!(closed.saturating_duration_since(dropped) <= Duration::from_millis(50), "{:?}", closed - dropped);
+    assert_drop_closes(&fake, s, "gemini chat").await;
 }

@@ -4,15 +4,16 @@
 
 mod fake;
 
-use std::time::{Duration, Instant};
-
 use bytes::Bytes;
-use fake::{Fake, Recorded, Reply};
+use fake::{
+    Fake, Recorded, Reply, assert_drop_closes, assert_idle_timeout, chat_err, complete_err, drain, short_timeouts,
+    shown,
+};
 use quill::{
     config::{CompletionMode, CustomFimTemplate, Feature, FimTemplateConfig, ProviderConfig, ProviderKind},
     provider::{
-        ChatRequest, CompletionRequest, ErrorKind, Event, EventStream, Finish, Message, Op, Provider, ProviderError,
-        Role, Snippet, StopReason, TimeoutPhase, Usage, env_from, parse_recorded,
+        ChatRequest, CompletionRequest, ErrorKind, Event, Finish, Message, Op, Provider, Role, Snippet, StopReason,
+        TimeoutPhase, Usage, env_from, parse_recorded,
     },
 };
 use serde_json::json;
@@ -92,51 +93,6 @@ fn chat_req() -> ChatRequest {
     }
 }
 
-async fn drain(mut s: EventStream) -> (Vec<String>, Option<Finish>, Option<ProviderError>) {
-    let mut deltas = Vec::new();
-    while let Some(ev) = s.next().await {
-        match ev {
-            Ok(Event::Delta(t)) => deltas.push(t),
-            Ok(Event::Done(f)) => return (deltas, Some(f), None),
-            Err(e) => return (deltas, None, Some(e)),
-        }
-    }
-    (deltas, None, None)
-}
-
-async fn complete_err(p: &Provider) -> ProviderError {
-    match p.complete(&completion_req()).await {
-        Ok(s) => drain(s).await.2.expect("the stream fails"),
-        Err(e) => e,
-    }
-}
-
-async fn chat_err(p: &Provider, feature: Feature) -> ProviderError {
-    match p.chat(&chat_req(), feature).await {
-        Ok(s) => drain(s).await.2.expect("the stream fails"),
-        Err(e) => e,
-    }
-}
-
-fn chunked(content_type: &str, body: &str, sizes: &[usize]) -> Reply {
-    let bytes = body.as_bytes();
-    let mut r = Reply::new(200).header("content-type", content_type);
-    let mut i = 0;
-    for n in sizes.iter().cycle() {
-        if i >= bytes.len() {
-            break;
-        }
-        let end = (i + n).min(bytes.len());
-        r = r.bytes(&bytes[i..end]);
-        i = end;
-    }
-    r
-}
-
-fn shown(e: &ProviderError) -> Vec<String> {
-    vec![format!("{e}"), format!("{e:?}")]
-}
-
 fn paths(fake: &Fake) -> Vec<String> {
     fake.requests().iter().map(|r: &Recorded| r.path.clone()).collect()
 }
@@ -148,7 +104,7 @@ async fn ollama_generate_streams_the_reference_lines_and_sends_the_suffix() {
     fake::capture_traces();
     // Split mid-line, and a UTF-8 character across chunks.
     let body = format!("{}{GENERATE}", gen_line("é"));
-    let fake = Fake::always(chunked("application/x-ndjson", &body, &[5, 60, 1, 90, 7])).await;
+    let fake = Fake::always(Reply::chunked("application/x-ndjson", &body, &[5, 60, 1, 90, 7])).await;
     let p = ollama(&fake, |_| {});
     let (deltas, fin, err) = drain(p.complete(&completion_req()).await.expect("opens")).await;
     assert_eq!(err, None);
@@ -193,7 +149,7 @@ async fn ollama_chat_continues_the_prefill_and_ignores_thinking() {
         json!({"model":OLLAMA_MODEL,"created_at":"x","message":{"role":"assistant","content":"","thinking":"hmm"},"done":false})
     );
     let body = format!("{thinking}{}{}{}", chat_line("  return x\n"), chat_line("日本"), chat_done("length"));
-    let fake = Fake::always(chunked("application/x-ndjson", &body, &[40, 3])).await;
+    let fake = Fake::always(Reply::chunked("application/x-ndjson", &body, &[40, 3])).await;
     let p = ollama(&fake, |_| {});
     let req = ChatRequest { prefill: Some("def f(x):\n".into()), ..chat_req() };
     let (text, fin) = p.chat(&req, Feature::Chat).await.expect("opens").text().await.expect("completes");
@@ -319,7 +275,7 @@ async fn ollama_http_errors_name_the_cause() {
     ))
     .await;
     let p = ollama(&fake, |_| {});
-    let e = complete_err(&p).await;
+    let e = complete_err(&p, &completion_req()).await;
     assert_eq!(e.kind, ErrorKind::NotFound { status: 404, model: Some(OLLAMA_MODEL.into()) });
     assert!(e.to_string().contains("try pulling it first"), "{e}");
 
@@ -329,7 +285,7 @@ async fn ollama_http_errors_name_the_cause() {
     ))
     .await;
     let p = ollama(&fake, |_| {});
-    let e = complete_err(&p).await;
+    let e = complete_err(&p, &completion_req()).await;
     assert_eq!(e.kind, ErrorKind::Unsupported);
     let text = e.to_string();
     assert!(text.contains("does not support insert") && text.contains("completion_mode"), "{text}");
@@ -338,7 +294,7 @@ async fn ollama_http_errors_name_the_cause() {
     let busy = Reply::json(503, r#"{"error":"server busy, please try again.  maximum pending requests exceeded"}"#);
     let fake = Fake::always(busy.clone()).await;
     let p = ollama(&fake, |_| {});
-    let e = complete_err(&p).await;
+    let e = complete_err(&p, &completion_req()).await;
     assert_eq!(e.kind, ErrorKind::Overloaded { status: 503 });
     assert!(e.to_string().contains("server busy"), "{e}");
     assert_eq!(fake.requests().len(), 1, "autocomplete never retries");
@@ -370,7 +326,7 @@ async fn ollama_sends_a_bearer_only_when_a_key_is_configured() {
     let p = ollama_with(&fake, OLLAMA_MODEL, &[("OLLAMA_PROXY_KEY", &key)], |c| {
         c.api_key_env = Some("OLLAMA_PROXY_KEY".into())
     });
-    let e = chat_err(&p, Feature::Chat).await;
+    let e = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert_eq!(e.kind, ErrorKind::Auth { status: 401, env: Some("OLLAMA_PROXY_KEY".into()) });
     assert!(e.to_string().contains("$OLLAMA_PROXY_KEY"), "{e}");
     fake::assert_secret_absent(&key, &[shown(&e), vec![format!("{p:?}")]].concat());
@@ -411,7 +367,7 @@ const NO_INFILL: &str = r#"{"error":{"code":501,"message":"Infill is not support
 async fn llamacpp_infill_sends_prefix_suffix_and_snippets() {
     fake::capture_traces();
     let body = format!("{}{}{}", native("```"), native(" return x\n  é"), native_stop("limit"));
-    let fake = Fake::always(chunked("text/event-stream", &body, &[11, 1, 200, 3])).await;
+    let fake = Fake::always(Reply::chunked("text/event-stream", &body, &[11, 1, 200, 3])).await;
     let p = llama(&fake, |_| {});
     let (deltas, fin, err) = drain(p.complete(&completion_req()).await.expect("opens")).await;
     assert_eq!(err, None);
@@ -456,7 +412,7 @@ async fn llamacpp_without_fim_tokens_falls_back_to_plain_prompts_once_and_for_al
     // With `infill` asked for explicitly, the refusal is the answer.
     let fake = Fake::always(Reply::json(501, NO_INFILL)).await;
     let p = llama(&fake, |c| c.completion_mode = CompletionMode::Infill);
-    let e = complete_err(&p).await;
+    let e = complete_err(&p, &completion_req()).await;
     assert_eq!(e.kind, ErrorKind::Unsupported);
     let text = e.to_string();
     assert!(text.contains("prefix token is missing") && text.contains("completion_mode"), "{text}");
@@ -581,21 +537,13 @@ async fn llamacpp_cut_and_eof_without_stop_are_incomplete() {
 #[tokio::test(flavor = "multi_thread")]
 async fn llamacpp_a_stalled_server_times_out() {
     fake::capture_traces();
-    let short = |c: &mut ProviderConfig| {
-        c.first_byte_timeout_ms = 300;
-        c.idle_timeout_ms = 300;
-    };
     let fake = Fake::always(Reply::sse(&[&native("so")]).stall()).await;
-    let p = llama(&fake, short);
-    let started = Instant::now();
-    let (deltas, _, err) = drain(p.complete(&completion_req()).await.expect("opens")).await;
-    assert_eq!(deltas.concat(), "so");
-    assert!(matches!(err.expect("an error").kind, ErrorKind::Timeout { phase: TimeoutPhase::Idle, .. }));
-    assert!(started.elapsed() < Duration::from_millis(1500));
+    let p = llama(&fake, short_timeouts);
+    assert_idle_timeout(p.complete(&completion_req()), "so").await;
 
     let fake = Fake::always(Reply::silent()).await;
-    let p = ollama(&fake, short);
-    let e = complete_err(&p).await;
+    let p = ollama(&fake, short_timeouts);
+    let e = complete_err(&p, &completion_req()).await;
     assert!(matches!(e.kind, ErrorKind::Timeout { phase: TimeoutPhase::FirstByte, .. }), "{e:?}");
     assert_eq!(fake.requests().len(), 1);
 }
@@ -609,14 +557,7 @@ async fn dropping_a_stream_closes_the_connection_at_once() {
         let p = if kind == ProviderKind::Llamacpp { llama(&fake, |_| {}) } else { ollama(&fake, |_| {}) };
         let mut s = p.complete(&completion_req()).await.expect("opens");
         assert_eq!(s.next().await.map(|e| e.expect("text")), Some(Event::Delta("first".into())));
-        let dropped = Instant::now();
-        drop(s);
-        let closed = fake.wait_close(Duration::from_millis(500)).await.expect("the fake sees the close");
-        assert!(
-            closed.saturating_duration_since(dropped) <= Duration::from_millis(50),
-            "{kind:?}: {:?}",
-            closed - dropped
-        );
+        assert_drop_closes(&fake, s, &format!("{kind:?}")).await;
     }
 }
 
@@ -636,7 +577,7 @@ async fn llamacpp_sends_a_bearer_only_with_a_key_and_never_shows_it() {
     ))
     .await;
     let p = llama_with(&fake, &env, |c| c.api_key_env = Some("LLAMA_API_KEY".into()));
-    let e = complete_err(&p).await;
+    let e = complete_err(&p, &completion_req()).await;
     assert_eq!(e.kind, ErrorKind::Auth { status: 401, env: Some("LLAMA_API_KEY".into()) });
     assert!(e.to_string().contains("$LLAMA_API_KEY") && e.to_string().contains("Invalid API Key"), "{e}");
     assert_eq!(fake.requests().len(), 1);

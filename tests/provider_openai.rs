@@ -7,12 +7,12 @@ mod fake;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fake::{Fake, Reply};
+use fake::{Fake, Reply, chat_err, complete_err, drain, shown};
 use quill::{
     config::{CompletionMode, CustomFimTemplate, Feature, FimTemplateConfig, ProviderConfig, ProviderKind},
     provider::{
-        ChatRequest, CompletionRequest, ErrorKind, Event, EventStream, Finish, Message, Op, Provider, ProviderError,
-        Role, StopReason, TimeoutPhase, Usage, default_key_env, env_from, parse_recorded,
+        ChatRequest, CompletionRequest, ErrorKind, Event, Finish, Message, Op, Provider, ProviderError, Role,
+        StopReason, TimeoutPhase, Usage, default_key_env, env_from, parse_recorded,
     },
 };
 use serde_json::{Value, json};
@@ -95,22 +95,6 @@ fn text_answer(parts: &[&str]) -> String {
     s + &text_chunk("", Some("stop")) + DONE
 }
 
-/// An event stream sent in pieces of these sizes (in turn), so lines and UTF-8 sequences split.
-fn split_reply(body: &str, sizes: &[usize]) -> Reply {
-    let bytes = body.as_bytes();
-    let mut reply = Reply::new(200).header("content-type", "text/event-stream");
-    let mut i = 0;
-    for n in sizes.iter().cycle() {
-        if i >= bytes.len() {
-            break;
-        }
-        let end = (i + n).min(bytes.len());
-        reply = reply.bytes(&bytes[i..end]);
-        i = end;
-    }
-    reply
-}
-
 fn build(
     kind: ProviderKind,
     base_url: Option<String>,
@@ -169,37 +153,6 @@ fn custom_template() -> FimTemplateConfig {
     })
 }
 
-/// Everything a stream yields: the deltas, how it ended, or the error that ended it.
-async fn drain(mut s: EventStream) -> (Vec<String>, Option<Finish>, Option<ProviderError>) {
-    let mut deltas = Vec::new();
-    while let Some(ev) = s.next().await {
-        match ev {
-            Ok(Event::Delta(t)) => deltas.push(t),
-            Ok(Event::Done(f)) => return (deltas, Some(f), None),
-            Err(e) => return (deltas, None, Some(e)),
-        }
-    }
-    (deltas, None, None)
-}
-
-async fn chat_err(p: &Provider, feature: Feature) -> ProviderError {
-    match p.chat(&chat_req(), feature).await {
-        Ok(s) => drain(s).await.2.expect("the stream fails"),
-        Err(e) => e,
-    }
-}
-
-async fn complete_err(p: &Provider) -> ProviderError {
-    match p.complete(&fim_req()).await {
-        Ok(s) => drain(s).await.2.expect("the stream fails"),
-        Err(e) => e,
-    }
-}
-
-fn shown(e: &ProviderError) -> Vec<String> {
-    vec![format!("{e}"), format!("{e:?}")]
-}
-
 fn usage(input: u64, output: u64) -> Usage {
     Usage { input_tokens: Some(input), output_tokens: Some(output) }
 }
@@ -217,7 +170,7 @@ fn split_temperature(mut body: Value) -> (Value, Option<f64>) {
 async fn openai_chat_streams_the_reference_transcript_and_sends_the_documented_request() {
     fake::capture_traces();
     let key = fake::fake_key("sk");
-    let fake = Fake::always(split_reply(CHAT_TRANSCRIPT, &[1, 7, 3, 64, 13, 2, 200])).await;
+    let fake = Fake::always(Reply::chunked("text/event-stream", CHAT_TRANSCRIPT, &[1, 7, 3, 64, 13, 2, 200])).await;
     let p = openai(&fake, &key, |_| {});
     let (deltas, fin, err) = drain(p.chat(&chat_req(), Feature::Chat).await.expect("stream opens")).await;
     assert_eq!(err, None);
@@ -270,6 +223,27 @@ fn any_chunking_of_the_reference_transcripts_parses_the_same() {
     }
 }
 
+/// One pooled client: finished streams hand their connection back, so later requests (even from
+/// another provider value) skip the TCP and TLS handshakes.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_are_kept_alive_and_shared() {
+    fake::capture_traces();
+    let key = fake::fake_key("sk");
+    // The end of the body comes a little after `[DONE]`, as it may over a real network.
+    let fake = Fake::always(Reply::chunked("text/event-stream", CHAT_TRANSCRIPT, &[64]).delay(30)).await;
+    for _ in 0..2 {
+        let p = openai(&fake, &key, |_| {});
+        for _ in 0..2 {
+            let (deltas, fin, err) = drain(p.chat(&chat_req(), Feature::Chat).await.expect("stream opens")).await;
+            assert_eq!((deltas.len(), fin.is_some(), err), (1, true, None));
+            // The rest of the body (the chunked terminator) is read in the background.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(fake.requests().len(), 4);
+    assert_eq!(fake.connections(), 1, "every request after the first reuses the connection");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn crlf_comments_multiline_data_and_split_utf8_arrive_intact() {
     fake::capture_traces();
@@ -283,7 +257,7 @@ async fn crlf_comments_multiline_data_and_split_utf8_arrive_intact() {
     );
     let want = "héllo wörld 🦀\n\tdone";
     for sizes in [&[1usize][..], &[2], &[3, 5], &[7, 1, 4], &[4096]] {
-        let fake = Fake::always(split_reply(&body, sizes)).await;
+        let fake = Fake::always(Reply::chunked("text/event-stream", &body, sizes)).await;
         let p = openai(&fake, "sk-test", |_| {});
         let (deltas, fin, err) = drain(p.chat(&chat_req(), Feature::Chat).await.expect("stream opens")).await;
         assert_eq!(err, None, "sizes {sizes:?}");
@@ -320,7 +294,7 @@ async fn openai_prefill_is_dropped_and_stops_are_capped_at_four() {
 async fn openai_instruct_model_completes_with_suffix_on_the_legacy_endpoint() {
     fake::capture_traces();
     let key = fake::fake_key("sk");
-    let fake = Fake::always(split_reply(COMPLETIONS_TRANSCRIPT, &[5, 50])).await;
+    let fake = Fake::always(Reply::chunked("text/event-stream", COMPLETIONS_TRANSCRIPT, &[5, 50])).await;
     let p = build(
         ProviderKind::Openai,
         Some(format!("{}/v1", fake.url)),
@@ -458,7 +432,7 @@ async fn a_rejected_key_names_its_variable_and_is_never_shown() {
     );
     let fake = Fake::always(Reply::json(401, &body)).await;
     let p = openai(&fake, &key, |_| {});
-    let err = chat_err(&p, Feature::Chat).await;
+    let err = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert_eq!(err.kind, ErrorKind::Auth { status: 401, env: Some("OPENAI_API_KEY".into()) });
     let text = err.to_string();
     assert!(text.contains("$OPENAI_API_KEY") && text.contains("Incorrect API key provided"), "{text}");
@@ -471,7 +445,7 @@ async fn a_rejected_key_names_its_variable_and_is_never_shown() {
     ))
     .await;
     let p = openai(&fake, &key, |c| c.api_key_env = Some("TEAM_OPENAI_KEY".into()));
-    let err = complete_err(&p).await;
+    let err = complete_err(&p, &fim_req()).await;
     assert_eq!(err.kind, ErrorKind::Auth { status: 403, env: Some("TEAM_OPENAI_KEY".into()) });
     assert!(err.to_string().contains("$TEAM_OPENAI_KEY"), "{err}");
     fake::assert_secret_absent(&key, &shown(&err));
@@ -487,7 +461,7 @@ async fn an_unknown_model_is_not_found() {
     ))
     .await;
     let p = openai(&fake, &key, |_| {});
-    let err = chat_err(&p, Feature::Chat).await;
+    let err = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert_eq!(err.kind, ErrorKind::NotFound { status: 404, model: Some("gpt-4.1-mini".into()) });
     assert!(err.to_string().contains("does not exist"), "{err}");
     assert_eq!(fake.requests().len(), 1);
@@ -514,12 +488,12 @@ async fn rate_limits_are_waited_out_for_chat_but_never_for_completion() {
 
     let fake = Fake::always(Reply::json(429, RATE_LIMITED).header("retry-after", "0.2")).await;
     let p = openai(&fake, &key, |_| {});
-    let err = complete_err(&p).await;
+    let err = complete_err(&p, &fim_req()).await;
     assert_eq!(err.kind, ErrorKind::RateLimited);
     assert_eq!(err.retry_after, Some(Duration::from_millis(200)));
     assert_eq!(fake.requests().len(), 1, "autocomplete never retries");
     // While the cooldown lasts autocomplete fails at once, without a request.
-    let err = complete_err(&p).await;
+    let err = complete_err(&p, &fim_req()).await;
     assert_eq!(err.kind, ErrorKind::RateLimited);
     assert_eq!(fake.requests().len(), 1);
     fake::assert_secret_absent(&key, &shown(&err));
@@ -530,7 +504,7 @@ async fn long_retry_after_and_quota_errors_are_reported_not_retried() {
     fake::capture_traces();
     let fake = Fake::always(Reply::json(429, RATE_LIMITED).header("retry-after", "30")).await;
     let p = openai(&fake, "sk-test", |_| {});
-    let err = chat_err(&p, Feature::Chat).await;
+    let err = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert_eq!((err.kind.clone(), err.retry_after), (ErrorKind::RateLimited, Some(Duration::from_secs(30))));
     assert_eq!(fake.requests().len(), 1);
     assert!(err.to_string().contains("retry in 30 s"), "{err}");
@@ -541,7 +515,7 @@ async fn long_retry_after_and_quota_errors_are_reported_not_retried() {
     ))
     .await;
     let p = openai(&fake, "sk-test", |_| {});
-    let err = chat_err(&p, Feature::Chat).await;
+    let err = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert_eq!(err.kind, ErrorKind::QuotaExceeded);
     assert_eq!(fake.requests().len(), 1);
 }
@@ -568,17 +542,17 @@ async fn overload_and_server_errors_are_retried_with_backoff_for_chat_only() {
     ))
     .await;
     let p = openai(&fake, "sk-test", |c| c.max_retries = 1);
-    let err = chat_err(&p, Feature::Chat).await;
+    let err = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert_eq!(err.kind, ErrorKind::Server { status: 500 });
     assert_eq!(fake.requests().len(), 2, "one try and max_retries = 1 retry");
 
     let fake = Fake::always(Reply::json(503, "Service Unavailable")).await;
     let p = openai(&fake, "sk-test", |_| {});
-    let err = complete_err(&p).await;
+    let err = complete_err(&p, &fim_req()).await;
     assert_eq!(err.kind, ErrorKind::Overloaded { status: 503 });
     assert_eq!(fake.requests().len(), 1, "autocomplete never retries");
     // Chat mode of autocomplete goes through the chat path: still not retried.
-    let err = chat_err(&p, Feature::Completion).await;
+    let err = chat_err(&p, &chat_req(), Feature::Completion).await;
     assert_eq!(err.kind, ErrorKind::Overloaded { status: 503 });
     assert_eq!(fake.requests().len(), 2);
 
@@ -588,7 +562,7 @@ async fn overload_and_server_errors_are_retried_with_backoff_for_chat_only() {
         c.completion_mode = CompletionMode::Suffix;
     })
     .expect("builds");
-    let err = complete_err(&p).await;
+    let err = complete_err(&p, &fim_req()).await;
     assert_eq!(err.kind, ErrorKind::Overloaded { status: 529 });
     assert_eq!(fake.requests().len(), 1, "autocomplete never retries");
 }
@@ -647,7 +621,7 @@ async fn an_error_inside_the_stream_is_an_error_not_text() {
     ] {
         let fake = Fake::always(Reply::sse(&[&format!("data: {data}\n\n")])).await;
         let p = openai(&fake, &key, |_| {});
-        let err = chat_err(&p, Feature::Chat).await;
+        let err = chat_err(&p, &chat_req(), Feature::Chat).await;
         assert_eq!(err.kind, kind, "{data}");
         assert_eq!(fake.requests().len(), 1, "never retried once the answer started");
     }
@@ -672,7 +646,7 @@ async fn error_lines_of_older_servers_are_errors() {
         let full = chunk("a") + body;
         let fake = Fake::always(Reply::sse(&[&full])).await;
         let p = build(ProviderKind::OpenaiCompatible, Some(fake.url.clone()), None, None, |_| {}).expect("builds");
-        let err = chat_err(&p, Feature::Chat).await;
+        let err = chat_err(&p, &chat_req(), Feature::Chat).await;
         assert_eq!(err.kind, kind, "{body}");
         assert!(err.detail.contains(words), "{}", err.detail);
     }
@@ -684,7 +658,7 @@ async fn malformed_frames_are_reported_as_such() {
     for body in ["data: {\"choices\":[{\"delta\":\n\n", "data: <html>oops</html>\n\n", "data: {\"choices\":7}\n\n"] {
         let fake = Fake::always(Reply::sse(&[&chunk("x"), body])).await;
         let p = openai(&fake, "sk-test", |_| {});
-        let err = chat_err(&p, Feature::Chat).await;
+        let err = chat_err(&p, &chat_req(), Feature::Chat).await;
         assert_eq!(err.kind, ErrorKind::Malformed, "{body}");
         assert!(err.detail.contains("chat.completion.chunk"), "{}", err.detail);
         assert!(err.to_string().contains("providers.openai.kind"), "{err}");
@@ -692,7 +666,7 @@ async fn malformed_frames_are_reported_as_such() {
     let fake = Fake::always(Reply::sse(&[&text_chunk("x", None), "data: [1,2]\n\n"])).await;
     let p = build(ProviderKind::Openai, Some(fake.url.clone()), Some("gpt-3.5-turbo-instruct"), Some("sk"), |_| {})
         .expect("builds");
-    let err = complete_err(&p).await;
+    let err = complete_err(&p, &fim_req()).await;
     assert_eq!(err.kind, ErrorKind::Malformed);
     assert!(err.detail.contains("text_completion"), "{}", err.detail);
 }
@@ -703,7 +677,7 @@ async fn a_silent_or_stalled_upstream_times_out() {
     let fake = Fake::always(Reply::silent()).await;
     let p = openai(&fake, "sk-test", |c| c.first_byte_timeout_ms = 300);
     let started = Instant::now();
-    let err = chat_err(&p, Feature::Chat).await;
+    let err = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert_eq!(err.kind, ErrorKind::Timeout { phase: TimeoutPhase::FirstByte, after: Duration::from_millis(300) });
     assert!(started.elapsed() < Duration::from_millis(1000), "{:?}", started.elapsed());
 
@@ -754,7 +728,7 @@ async fn dropping_the_stream_closes_the_connection_at_once() {
 async fn azure_classic_surface_puts_the_deployment_in_the_path_and_the_key_in_api_key() {
     fake::capture_traces();
     let key = fake::fake_key("az");
-    let fake = Fake::always(split_reply(AZURE_TRANSCRIPT, &[9, 100, 3])).await;
+    let fake = Fake::always(Reply::chunked("text/event-stream", AZURE_TRANSCRIPT, &[9, 100, 3])).await;
     let p = build(ProviderKind::AzureOpenai, Some(format!("{}/", fake.url)), Some("my-gpt4o"), Some(&key), |c| {
         c.api_version = Some("2024-10-21".into());
     })
@@ -840,7 +814,7 @@ async fn azure_errors_read_well_and_retry_after_ms_is_honoured() {
     .await;
     let p =
         build(ProviderKind::AzureOpenai, Some(fake.url.clone()), Some("my-gpt4o"), Some(&key), |_| {}).expect("builds");
-    let err = chat_err(&p, Feature::Chat).await;
+    let err = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert_eq!(err.kind, ErrorKind::NotFound { status: 404, model: Some("my-gpt4o".into()) });
     assert_eq!(
         err.to_string(),
@@ -853,7 +827,7 @@ async fn azure_errors_read_well_and_retry_after_ms_is_honoured() {
 
     let fake = Fake::always(Reply::json(401, r#"{"error":{"code":"401","message":"Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."}}"#)).await;
     let p = build(ProviderKind::AzureOpenai, Some(fake.url.clone()), Some("dep"), Some(&key), |_| {}).expect("builds");
-    let err = complete_err(&p).await;
+    let err = complete_err(&p, &fim_req()).await;
     assert_eq!(err.kind, ErrorKind::Auth { status: 401, env: Some("AZURE_OPENAI_API_KEY".into()) });
     assert!(err.to_string().contains("$AZURE_OPENAI_API_KEY"), "{err}");
     fake::assert_secret_absent(&key, &shown(&err));
@@ -879,7 +853,7 @@ async fn azure_errors_read_well_and_retry_after_ms_is_honoured() {
 
     let fake = Fake::always(Reply::json(429, limited).header("retry-after-ms", "80")).await;
     let p = build(ProviderKind::AzureOpenai, Some(fake.url.clone()), Some("dep"), Some(&key), |_| {}).expect("builds");
-    let err = complete_err(&p).await;
+    let err = complete_err(&p, &fim_req()).await;
     assert_eq!((err.kind.clone(), err.retry_after), (ErrorKind::RateLimited, Some(Duration::from_millis(80))));
     assert_eq!(fake.requests().len(), 1);
 }
@@ -1094,7 +1068,7 @@ async fn vllm_refusing_suffix_gives_a_clear_bad_request() {
         c.completion_mode = CompletionMode::Suffix;
     })
     .expect("builds");
-    let err = complete_err(&p).await;
+    let err = complete_err(&p, &fim_req()).await;
     assert_eq!(err.kind, ErrorKind::BadRequest { status: 400 });
     let text = err.to_string();
     assert!(
@@ -1148,7 +1122,7 @@ async fn gateway_takes_a_bearer_token_and_prefix_and_suffix() {
     let fake =
         Fake::always(Reply::json(401, r#"{"error":{"message":"bad token","type":"invalid_request_error"}}"#)).await;
     let p = build(ProviderKind::QuillGateway, Some(fake.url.clone()), None, Some(&token), |_| {}).expect("builds");
-    let err = chat_err(&p, Feature::Chat).await;
+    let err = chat_err(&p, &chat_req(), Feature::Chat).await;
     assert!(err.to_string().contains("$QUILL_GATEWAY_TOKEN"), "{err}");
     fake::assert_secret_absent(&token, &shown(&err));
 

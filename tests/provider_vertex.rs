@@ -8,7 +8,7 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use fake::{Fake, Recorded, Reply};
+use fake::{Fake, Recorded, Refused, Reply};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use quill::{
     config::{Feature, ProviderConfig, ProviderKind},
@@ -351,10 +351,7 @@ async fn a_refused_key_is_an_auth_error_naming_the_file() {
     let text = std::fs::read_to_string(&file).expect("read").replace(KID, "ffffffffffffffffffffffffffffffffffffffff");
     std::fs::write(&file, text).expect("write");
     let p = build(&config(&g, Some(&file)), &[]).expect("builds");
-    let e = match p.chat(&chat_req(), Feature::Chat).await {
-        Ok(_) => panic!("the token endpoint refused the key"),
-        Err(e) => e,
-    };
+    let e = p.chat(&chat_req(), Feature::Chat).await.refused("the token endpoint refused the key");
     assert!(matches!(e.kind, ErrorKind::Auth { status: 400, .. }), "{e:?}");
     let shown = e.to_string();
     assert!(shown.contains(&file.display().to_string()), "{shown}");

@@ -115,7 +115,9 @@ impl ProviderError {
             },
             ErrorKind::QuotaExceeded => "check the account's quota or billing; retrying will not help".into(),
             ErrorKind::Overloaded { .. } | ErrorKind::Server { .. } => "the vendor's side failed; retry later".into(),
-            ErrorKind::BadRequest { .. } => "this is likely a Quill bug or an unsupported setting; please report it".into(),
+            ErrorKind::BadRequest { .. } => {
+                "this is likely a Quill bug or an unsupported setting; please report it".into()
+            }
             ErrorKind::Unsupported => format!("set `providers.{p}.completion_mode` to another mode"),
             ErrorKind::InStream => "retry; if it persists, the vendor's status page may say more".into(),
             ErrorKind::Incomplete { .. } => "the text so far is kept; retry for the rest".into(),

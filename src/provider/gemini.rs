@@ -9,7 +9,6 @@ use super::{
     ChatRequest, CompletionRequest, Ctx, ErrorKind, Event, EventStream, Finish, ProviderError, Role, StopReason, Usage,
     fim,
     http::{self, Fault, Frame, Framing, Outgoing, Parser, Retry},
-    ollama::json_f32,
     openai::Fim,
 };
 use crate::config::CompletionMode;
@@ -85,7 +84,7 @@ fn body(req: &ChatRequest, model: &str) -> Value {
     if req.max_tokens > 0 {
         config.insert("maxOutputTokens".into(), json!(req.max_tokens));
     }
-    config.insert("temperature".into(), json_f32(req.temperature));
+    config.insert("temperature".into(), http::json_f32(req.temperature));
     if !req.stop.is_empty() {
         if req.stop.len() > MAX_STOPS {
             tracing::debug!(count = req.stop.len(), "gemini takes at most 5 stop sequences; sending the first 5");

@@ -47,7 +47,8 @@ impl Outgoing {
 
     /// Add a header whose value is a credential: marked sensitive so no layer prints it.
     pub fn secret_header(&mut self, name: &'static str, value: &str) -> Result<(), String> {
-        let mut v = HeaderValue::from_str(value).map_err(|_| format!("the value for `{name}` is not a valid header"))?;
+        let mut v =
+            HeaderValue::from_str(value).map_err(|_| format!("the value for `{name}` is not a valid header"))?;
         v.set_sensitive(true);
         self.headers.insert(HeaderName::from_static(name), v);
         Ok(())
@@ -56,6 +57,11 @@ impl Outgoing {
     pub fn header(&mut self, name: &'static str, value: &'static str) {
         self.headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
     }
+}
+
+/// An `f32` as the decimal it was written as (`0.2`, not `0.20000000298023224`); `null` for NaN.
+pub(crate) fn json_f32(x: f32) -> Value {
+    x.to_string().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Value::Null, Value::Number)
 }
 
 /// Whether a failed send may be retried.
@@ -151,7 +157,9 @@ async fn send_once(ctx: &Ctx, out: &Outgoing, started: Instant) -> Result<reqwes
         .headers(out.headers.clone())
         .body(out.body.clone())
         .build()
-        .map_err(|e| ctx.error(ErrorKind::Config, format!("cannot build a request for `{}`: {}", out.url, error_chain(&e))))?;
+        .map_err(|e| {
+            ctx.error(ErrorKind::Config, format!("cannot build a request for `{}`: {}", out.url, error_chain(&e)))
+        })?;
     tracing::debug!(provider = %ctx.name, method = %out.method, url = %out.url, bytes = out.body.len(), "request");
     let first_byte = ctx.first_byte_timeout().min(ctx.total_timeout().saturating_sub(started.elapsed()));
     let resp = match tokio::time::timeout(first_byte, ctx.client.execute(req)).await {
@@ -773,7 +781,10 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         assert_eq!(retry_after(&headers(&[("retry-after", "3")])), Some(Duration::from_secs(3)));
-        assert_eq!(retry_after(&headers(&[("retry-after-ms", "250"), ("retry-after", "9")])), Some(Duration::from_millis(250)));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after-ms", "250"), ("retry-after", "9")])),
+            Some(Duration::from_millis(250))
+        );
         let past = headers(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")]);
         assert_eq!(retry_after(&past), Some(Duration::ZERO));
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")])), None);
@@ -782,8 +793,14 @@ mod tests {
     #[test]
     fn error_bodies_of_every_shape() {
         let h = HeaderMap::new();
-        let i = error_info(&h, br#"{"error":{"message":"Incorrect API key","type":"invalid_request_error","code":"invalid_api_key"}}"#);
-        assert_eq!((i.codes.as_slice(), i.message.as_str()), (&["invalid_request_error".to_owned(), "invalid_api_key".into()][..], "Incorrect API key"));
+        let i = error_info(
+            &h,
+            br#"{"error":{"message":"Incorrect API key","type":"invalid_request_error","code":"invalid_api_key"}}"#,
+        );
+        assert_eq!(
+            (i.codes.as_slice(), i.message.as_str()),
+            (&["invalid_request_error".to_owned(), "invalid_api_key".into()][..], "Incorrect API key")
+        );
         let i = error_info(&h, br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#);
         assert_eq!(i.codes, ["overloaded_error"]);
         let i = error_info(&h, br#"[{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}]"#);
@@ -793,10 +810,22 @@ mod tests {
         assert_eq!(i.retry_delay, Some(Duration::from_secs(22)));
         let i = error_info(&h, br#"{"error":"model 'x' not found"}"#);
         assert_eq!(i.message, "model 'x' not found");
-        let i = error_info(&headers(&[("x-amzn-errortype", "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/")]), br#"{"message":"Too many requests"}"#);
-        assert_eq!((i.codes.as_slice(), i.message.as_str()), (&["ThrottlingException".to_owned()][..], "Too many requests"));
+        let i = error_info(
+            &headers(&[(
+                "x-amzn-errortype",
+                "ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/",
+            )]),
+            br#"{"message":"Too many requests"}"#,
+        );
+        assert_eq!(
+            (i.codes.as_slice(), i.message.as_str()),
+            (&["ThrottlingException".to_owned()][..], "Too many requests")
+        );
         let i = error_info(&h, br#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#);
-        assert_eq!((i.codes.as_slice(), i.message.as_str()), (&["invalid_grant".to_owned()][..], "Invalid JWT Signature."));
+        assert_eq!(
+            (i.codes.as_slice(), i.message.as_str()),
+            (&["invalid_grant".to_owned()][..], "Invalid JWT Signature.")
+        );
         let i = error_info(&h, b"<html>Bad Gateway</html>");
         assert_eq!(i.message, "<html>Bad Gateway</html>");
     }

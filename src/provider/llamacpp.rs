@@ -12,7 +12,6 @@ use serde_json::{Map, Value, json};
 use super::{
     ChatRequest, CompletionRequest, Ctx, ErrorKind, Event, EventStream, Finish, ProviderError, StopReason, Usage, fim,
     http::{self, Fault, Frame, Framing, Outgoing, Parser, Retry},
-    ollama::json_f32,
     openai::{self, Dialect, Fim},
 };
 use crate::config::CompletionMode;
@@ -140,7 +139,7 @@ fn options(body: &mut Map<String, Value>, req: &CompletionRequest, stop: &[Strin
     if req.max_tokens > 0 {
         body.insert("n_predict".into(), json!(req.max_tokens));
     }
-    body.insert("temperature".into(), json_f32(req.temperature));
+    body.insert("temperature".into(), http::json_f32(req.temperature));
     body.insert("stop".into(), json!(stop));
     body.insert("stream".into(), json!(true));
     // Consecutive completions share most of their prompt; the server reuses its KV cache for it.

@@ -282,7 +282,12 @@ impl Provider {
     }
 
     /// Build with an explicit model and environment.
-    pub fn build(name: &str, config: &ProviderConfig, model: Option<String>, env: Env) -> Result<Provider, ProviderError> {
+    pub fn build(
+        name: &str,
+        config: &ProviderConfig,
+        model: Option<String>,
+        env: Env,
+    ) -> Result<Provider, ProviderError> {
         let ctx = Ctx::new(name, config, model, env)?;
         let backend = match config.kind {
             ProviderKind::Openai => Backend::OpenAi(openai::OpenAi::new(&ctx)?),

@@ -152,7 +152,7 @@ fn options(max_tokens: u32, temperature: f32, stop: &[String]) -> Value {
     if max_tokens > 0 {
         o.insert("num_predict".into(), json!(max_tokens));
     }
-    o.insert("temperature".into(), json_f32(temperature));
+    o.insert("temperature".into(), http::json_f32(temperature));
     if !stop.is_empty() {
         o.insert("stop".into(), json!(stop));
     }
@@ -235,7 +235,3 @@ impl Parser for ChatParser {
     }
 }
 
-/// An `f32` as the decimal it was written as (`0.2`, not `0.20000000298023224`); `null` for NaN.
-pub(super) fn json_f32(x: f32) -> Value {
-    x.to_string().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Value::Null, Value::Number)
-}

@@ -312,7 +312,8 @@ fn limits(
     if max_tokens > 0 {
         body.insert(max_field.into(), max_tokens.into());
     }
-    if let Some(t) = json_f32(temperature) {
+    let t = http::json_f32(temperature);
+    if !t.is_null() {
         body.insert("temperature".into(), t);
     }
     let stop = &stop[..stop.len().min(d.max_stops.unwrap_or(usize::MAX))];
@@ -321,11 +322,6 @@ fn limits(
     }
 }
 
-/// An `f32` as the decimal it was written as: `0.2`, not `0.20000000298023224`.
-fn json_f32(x: f32) -> Option<Value> {
-    let v: f64 = x.to_string().parse().ok()?;
-    serde_json::Number::from_f64(v).map(Value::Number)
-}
 
 /// One `data:` object of a Chat Completions or Completions stream. Unknown fields (Azure's
 /// content-filter results, `obfuscation`, `timings`) are ignored.
@@ -624,7 +620,7 @@ mod tests {
 
     #[test]
     fn temperature_is_the_written_decimal() {
-        assert_eq!(json_f32(0.2), Some(json!(0.2)));
-        assert_eq!(json_f32(f32::NAN), None);
+        assert_eq!(http::json_f32(0.2), json!(0.2));
+        assert_eq!(http::json_f32(f32::NAN), Value::Null);
     }
 }

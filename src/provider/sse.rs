@@ -199,8 +199,7 @@ mod tests {
     fn any_chunking_gives_the_same_events() {
         let input = "\u{feff}: keep-alive\r\n\r\nevent: message_start\r\ndata: {\"a\":\r\ndata:  \"é\"}\r\n\r\n\
                      data: one\rdata: two\r\rid: 3\nretry: 10\nfoo: bar\ndata\n\ndata: [DONE]\n\n";
-        let want =
-            vec![ev("message_start", "{\"a\":\n \"é\"}"), ev("", "one\ntwo"), ev("", ""), ev("", "[DONE]")];
+        let want = vec![ev("message_start", "{\"a\":\n \"é\"}"), ev("", "one\ntwo"), ev("", ""), ev("", "[DONE]")];
         for size in 1..=input.len() {
             assert_eq!(parse_in_pieces(input.as_bytes(), size), want, "chunk size {size}");
         }

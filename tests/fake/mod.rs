@@ -2,6 +2,18 @@
 //! every request, answers with exact bytes (chunk by chunk, with delays, cuts and stalls), and
 //! notes when the client closes the connection. Also a trace-level log capture, so tests can
 //! check that no secret is ever written.
+//!
+//! Also the helpers every provider test shares, kept here so each vendor's file holds only what
+//! is particular to that vendor:
+//! - Split bodies (`chunks_of`, `Reply::chunked`): every parser must survive arbitrary chunk
+//!   boundaries, so each vendor's tests cut its transcripts the same way.
+//! - Stream outcomes (`drain`, `chat_err`, `complete_err`, `Refused`): every vendor's stream
+//!   ends in text, a finish or an error, and failure tests all want that error however it came.
+//! - Shown errors (`shown`): what a user can see of an error, for the no-secret-leaks checks.
+//! - Timeouts and cancellation (`short_timeouts`, `assert_idle_timeout`, `assert_drop_closes`):
+//!   every vendor must give up on a stalled stream and close the connection when dropped, and
+//!   every vendor's test checks that against the same bounds.
+//! - Fixtures (`rust_completion_req`): the autocomplete request that chat-only vendors share.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::{
@@ -14,6 +26,13 @@ use std::{
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
+};
+
+use quill::{
+    config::{Feature, ProviderConfig},
+    provider::{
+        ChatRequest, CompletionRequest, ErrorKind, Event, EventStream, Finish, Provider, ProviderError, TimeoutPhase,
+    },
 };
 
 /// One request as the fake received it.
@@ -103,11 +122,20 @@ impl Reply {
     pub fn silent() -> Reply {
         Reply { stall_before_head: true, ..Reply::new(200) }
     }
+    /// A 200 with `content_type`, its body sent in pieces of these sizes (in turn, see
+    /// [`chunks_of`]), so lines, fields and UTF-8 sequences split.
+    pub fn chunked(content_type: &str, body: impl AsRef<[u8]>, sizes: &[usize]) -> Reply {
+        chunks_of(body.as_ref(), sizes)
+            .into_iter()
+            .fold(Reply::new(200).header("content-type", content_type), Reply::bytes)
+    }
 }
 
 type Handler = dyn Fn(&Recorded, usize) -> Reply + Send + Sync;
 
 struct State {
+    /// TCP connections accepted: fewer than requests means keep-alive reuse.
+    connections: std::sync::atomic::AtomicUsize,
     requests: Mutex<Vec<Recorded>>,
     closes: Mutex<Vec<Instant>>,
     handler: Box<Handler>,
@@ -127,6 +155,7 @@ impl Fake {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(State {
+            connections: Default::default(),
             requests: Mutex::new(Vec::new()),
             closes: Mutex::new(Vec::new()),
             handler: Box::new(handler),
@@ -134,6 +163,7 @@ impl Fake {
         let st = state.clone();
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
+                st.connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let st = st.clone();
                 tokio::spawn(async move {
                     let _ = serve(sock, st).await;
@@ -146,6 +176,11 @@ impl Fake {
     /// Always answer with the same reply.
     pub async fn always(reply: Reply) -> Fake {
         Fake::start(move |_, _| reply.clone()).await
+    }
+
+    /// How many TCP connections clients opened.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -359,4 +394,110 @@ pub fn fake_key(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     format!("{prefix}-quill-test-secret-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers shared by the provider tests.
+
+/// `bytes` cut into pieces of these sizes, taken in turn (cycling) until the bytes run out.
+pub fn chunks_of(bytes: &[u8], sizes: &[usize]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    for n in sizes.iter().cycle() {
+        if i >= bytes.len() {
+            break;
+        }
+        let end = (i + n).min(bytes.len());
+        out.push(bytes[i..end].to_vec());
+        i = end;
+    }
+    out
+}
+
+/// Everything a stream yields: the deltas, how it ended, or the error that ended it.
+pub async fn drain(mut s: EventStream) -> (Vec<String>, Option<Finish>, Option<ProviderError>) {
+    let mut deltas = Vec::new();
+    while let Some(ev) = s.next().await {
+        match ev {
+            Ok(Event::Delta(t)) => deltas.push(t),
+            Ok(Event::Done(f)) => return (deltas, Some(f), None),
+            Err(e) => return (deltas, None, Some(e)),
+        }
+    }
+    (deltas, None, None)
+}
+
+/// The error of a chat request, from the request or from its stream.
+pub async fn chat_err(p: &Provider, req: &ChatRequest, feature: Feature) -> ProviderError {
+    match p.chat(req, feature).await {
+        Ok(s) => drain(s).await.2.expect("the stream fails"),
+        Err(e) => e,
+    }
+}
+
+/// The error of an autocomplete request, from the request or from its stream.
+pub async fn complete_err(p: &Provider, req: &CompletionRequest) -> ProviderError {
+    match p.complete(req).await {
+        Ok(s) => drain(s).await.2.expect("the stream fails"),
+        Err(e) => e,
+    }
+}
+
+/// `expect_err` for an answer, which has no `Debug`: the request itself must fail.
+pub trait Refused {
+    fn refused(self, why: &str) -> ProviderError;
+}
+
+impl Refused for Result<EventStream, ProviderError> {
+    fn refused(self, why: &str) -> ProviderError {
+        match self {
+            Ok(_) => panic!("expected an error: {why}"),
+            Err(e) => e,
+        }
+    }
+}
+
+/// An error as a user may see it: its message and its `Debug` form.
+pub fn shown(e: &ProviderError) -> Vec<String> {
+    vec![format!("{e}"), format!("{e:?}")]
+}
+
+/// A config tweak: 300 ms to the first byte and between bytes, so timeout tests stay fast.
+pub fn short_timeouts(c: &mut ProviderConfig) {
+    c.first_byte_timeout_ms = 300;
+    c.idle_timeout_ms = 300;
+}
+
+/// Open a stream (the clock starts before `open` runs) that sends `text` then stalls: it must
+/// yield `text`, then fail with an idle timeout well within 1.5 s.
+pub async fn assert_idle_timeout(open: impl Future<Output = Result<EventStream, ProviderError>>, text: &str) {
+    let started = Instant::now();
+    let (deltas, _, err) = drain(open.await.expect("opens")).await;
+    assert_eq!(deltas.concat(), text);
+    let e = err.expect("an error");
+    assert!(matches!(e.kind, ErrorKind::Timeout { phase: TimeoutPhase::Idle, .. }), "{e:?}");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+}
+
+/// Drop `s` mid-answer: `fake` must see the connection close within 50 ms of the drop.
+/// `context` names the case in the failure message.
+pub async fn assert_drop_closes(fake: &Fake, s: EventStream, context: &str) {
+    let dropped = Instant::now();
+    drop(s);
+    let closed = fake.wait_close(Duration::from_millis(500)).await.expect("the fake sees the close");
+    let took = closed.saturating_duration_since(dropped);
+    assert!(took <= Duration::from_millis(50), "{context}: closed {took:?} after the drop");
+}
+
+/// An autocomplete request in the middle of a Rust function.
+pub fn rust_completion_req() -> CompletionRequest {
+    CompletionRequest {
+        prefix: "fn add(a: i32, b: i32) -> i32 {\n    ".into(),
+        suffix: "\n}\n".into(),
+        path: Some("src/lib.rs".into()),
+        language: Some("rust".into()),
+        max_tokens: 64,
+        temperature: 0.1,
+        ..Default::default()
+    }
 }
