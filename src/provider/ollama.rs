@@ -234,4 +234,3 @@ impl Parser for ChatParser {
         Ok(())
     }
 }
-

@@ -322,7 +322,6 @@ fn limits(
     }
 }
 
-
 /// One `data:` object of a Chat Completions or Completions stream. Unknown fields (Azure's
 /// content-filter results, `obfuscation`, `timings`) are ignored.
 #[derive(Deserialize)]
