@@ -437,7 +437,8 @@ async fn server_errors_are_retried_but_not_when_the_server_says_no() {
     let fake = Fake::always(overloaded().header("x-should-retry", "false")).await;
     let p = provider(&fake, &key, |_| {});
     let e = chat_err(&p, &chat_req(), Feature::Chat).await;
-    assert!(!e.is_transient(), "{e:?}");
+    // Still reported as what it is, an overload, but not retried.
+    assert!(matches!(e.kind, ErrorKind::Overloaded { status: 529 }) && e.no_retry, "{e:?}");
     assert_eq!(fake.requests().len(), 1, "x-should-retry: false is obeyed");
     fake::assert_secret_absent(&key, &shown(&e));
 }

@@ -394,7 +394,12 @@ async fn a_bare_json_error_line_mid_stream_is_an_error_not_text() {
             assert!(e.detail.contains("boom"), "{}", e.detail);
         }
     }
-    // A pretty-printed error: its first line alone is not JSON, and is still no text.
+    // A pretty-printed error, one field per line, is gathered and classified.
+    let pretty = "{\r\n  \"error\": {\r\n    \"code\": 503,\r\n    \"message\": \"The model is overloaded.\",\r\n    \"status\": \"UNAVAILABLE\"\r\n  }\r\n}\r\n";
+    let e = parse(&format!("{}{pretty}", chunk("a", None))).expect_err("error");
+    assert_eq!(e.kind, ErrorKind::Overloaded { status: 503 });
+    assert!(e.detail.contains("The model is overloaded"), "{}", e.detail);
+    // Broken off before it closes: still no text.
     let e = parse(&format!("{}{{\r\n  \"error\": {{\r\n", chunk("a", None))).expect_err("broken off");
     assert_eq!(e.kind, ErrorKind::InStream);
 }

@@ -223,6 +223,34 @@ fn any_chunking_of_the_reference_transcripts_parses_the_same() {
     }
 }
 
+/// The first-byte and total deadlines count from sending the request, not from when the answer's
+/// head arrived: a slow head plus a slow body must not get twice the time.
+#[tokio::test(flavor = "multi_thread")]
+async fn deadlines_count_from_the_request_not_the_answer_head() {
+    fake::capture_traces();
+    let key = fake::fake_key("sk");
+    let slow = || {
+        Reply::new(200).header("content-type", "text/event-stream").head_after(250).delay(250).bytes(CHAT_TRANSCRIPT)
+    };
+    let fake = Fake::always(slow()).await;
+    let p = openai(&fake, &key, |c| c.first_byte_timeout_ms = 400);
+    let (_, fin, err) = drain(p.chat(&chat_req(), Feature::Chat).await.expect("the head comes in time")).await;
+    assert_eq!(fin, None);
+    let e = err.expect("an error");
+    assert!(matches!(e.kind, ErrorKind::Timeout { phase: TimeoutPhase::FirstByte, .. }), "{e:?}");
+
+    let p = openai(&fake, &key, |c| c.total_timeout_ms = 400);
+    let (_, fin, err) = drain(p.chat(&chat_req(), Feature::Chat).await.expect("the head comes in time")).await;
+    assert_eq!(fin, None);
+    let e = err.expect("an error");
+    assert!(matches!(e.kind, ErrorKind::Timeout { phase: TimeoutPhase::Total, .. }), "{e:?}");
+
+    // With room for both, the same answer arrives whole.
+    let p = openai(&fake, &key, |c| c.first_byte_timeout_ms = 2_000);
+    let (deltas, fin, err) = drain(p.chat(&chat_req(), Feature::Chat).await.expect("opens")).await;
+    assert_eq!((deltas.len(), fin.is_some(), err), (1, true, None));
+}
+
 /// One pooled client: finished streams hand their connection back, so later requests (even from
 /// another provider value) skip the TCP and TLS handshakes.
 #[tokio::test(flavor = "multi_thread")]

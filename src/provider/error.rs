@@ -60,11 +60,20 @@ pub struct ProviderError {
     pub detail: String,
     /// How long the vendor asked us to wait.
     pub retry_after: Option<Duration>,
+    /// The vendor said a retry cannot help (Anthropic's `x-should-retry: false`).
+    pub no_retry: bool,
 }
 
 impl ProviderError {
     pub fn new(provider: &str, kind_name: &'static str, kind: ErrorKind, detail: impl Into<String>) -> Self {
-        ProviderError { provider: provider.to_owned(), kind_name, kind, detail: detail.into(), retry_after: None }
+        ProviderError {
+            provider: provider.to_owned(),
+            kind_name,
+            kind,
+            detail: detail.into(),
+            retry_after: None,
+            no_retry: false,
+        }
     }
 
     /// Worth retrying for chat and edit, before any byte streamed.

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::{
     Ctx,
-    error::{ErrorKind, ProviderError, TimeoutPhase, scrub},
+    error::{ErrorKind, ProviderError, TimeoutPhase},
     eventstream,
     sse::{LineParser, SseEvent, SseParser},
     types::{Event, Finish, StopReason, Usage},
@@ -104,16 +104,46 @@ pub(crate) fn client(connect_timeout: Duration) -> Result<reqwest::Client, Strin
 /// Send `out`, retrying transient failures when `retry` allows. Returns a 2xx response whose
 /// body has not been read.
 pub(crate) async fn send(ctx: &Ctx, out: &Outgoing, retry: Retry) -> Result<reqwest::Response, ProviderError> {
+    send_with(ctx, out, retry, true).await
+}
+
+/// When a request was first sent and when its successful attempt was: the stream's first-byte
+/// and total deadlines count from these, not from when the answer's head arrived.
+#[derive(Debug, Clone, Copy)]
+struct SentAt {
+    first: Instant,
+    attempt: Instant,
+}
+
+/// `send`, for a request to another host than the provider's API (an OAuth token endpoint): the
+/// API's 429 cool-down neither applies to it nor is set by it.
+pub(crate) async fn send_aside(ctx: &Ctx, out: &Outgoing) -> Result<reqwest::Response, ProviderError> {
+    send_with(ctx, out, Retry::Never, false).await
+}
+
+async fn send_with(
+    ctx: &Ctx,
+    out: &Outgoing,
+    retry: Retry,
+    cooldown: bool,
+) -> Result<reqwest::Response, ProviderError> {
     let started = Instant::now();
     let mut attempt = 0u32;
     loop {
-        ctx.wait_for_cooldown(retry).await?;
+        if cooldown {
+            ctx.wait_for_cooldown(retry).await?;
+        }
+        let attempt_started = Instant::now();
         let result = send_once(ctx, out, started).await;
         let err = match result {
-            Ok(resp) => return Ok(resp),
+            Ok(mut resp) => {
+                resp.extensions_mut().insert(SentAt { first: started, attempt: attempt_started });
+                return Ok(resp);
+            }
             Err(e) => e,
         };
-        if err.kind == ErrorKind::RateLimited
+        if cooldown
+            && err.kind == ErrorKind::RateLimited
             && let Some(after) = err.retry_after
         {
             ctx.set_cooldown(after);
@@ -121,6 +151,7 @@ pub(crate) async fn send(ctx: &Ctx, out: &Outgoing, retry: Retry) -> Result<reqw
         let can_retry = retry == Retry::Transient
             && attempt < ctx.config.max_retries
             && err.is_transient()
+            && !err.no_retry
             && err.retry_after.is_none_or(|d| d <= MAX_RETRY_WAIT);
         if !can_retry {
             return Err(err);
@@ -161,9 +192,14 @@ async fn send_once(ctx: &Ctx, out: &Outgoing, started: Instant) -> Result<reqwes
             ctx.error(ErrorKind::Config, format!("cannot build a request for `{}`: {}", out.url, error_chain(&e)))
         })?;
     tracing::debug!(provider = %ctx.name, method = %out.method, url = %out.url, bytes = out.body.len(), "request");
-    let first_byte = ctx.first_byte_timeout().min(ctx.total_timeout().saturating_sub(started.elapsed()));
-    let resp = match tokio::time::timeout(first_byte, ctx.client.execute(req)).await {
-        Err(_) => return Err(ctx.timeout(TimeoutPhase::FirstByte)),
+    let left = ctx.total_timeout().saturating_sub(started.elapsed());
+    let (wait, phase) = if ctx.first_byte_timeout() <= left {
+        (ctx.first_byte_timeout(), TimeoutPhase::FirstByte)
+    } else {
+        (left, TimeoutPhase::Total)
+    };
+    let resp = match tokio::time::timeout(wait, ctx.client.execute(req)).await {
+        Err(_) => return Err(ctx.timeout(phase)),
         Ok(Err(e)) => return Err(ctx.transport_error(&e)),
         Ok(Ok(resp)) => resp,
     };
@@ -173,14 +209,16 @@ async fn send_once(ctx: &Ctx, out: &Outgoing, started: Instant) -> Result<reqwes
         return Ok(resp);
     }
     let headers = resp.headers().clone();
-    let body = read_error_body(resp, ctx.idle_timeout()).await;
+    // A body that trickles in must not hold the request past its total deadline.
+    let deadline = (Instant::now() + ctx.idle_timeout()).min(started + ctx.total_timeout());
+    let body = read_error_body(resp, deadline).await;
     Err(classify(ctx, status, &headers, &body))
 }
 
-async fn read_error_body(mut resp: reqwest::Response, idle: Duration) -> Vec<u8> {
+async fn read_error_body(mut resp: reqwest::Response, deadline: Instant) -> Vec<u8> {
     let mut body = Vec::new();
     while body.len() < MAX_ERROR_BODY {
-        match tokio::time::timeout(idle, resp.chunk()).await {
+        match tokio::time::timeout_at(deadline.into(), resp.chunk()).await {
             Ok(Ok(Some(c))) => body.extend_from_slice(&c),
             _ => break,
         }
@@ -280,7 +318,8 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
     }
     let when = httpdate::parse_http_date(v).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+    // A skewed clock or a bogus date must not silence the provider for years.
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default().min(Duration::from_secs(86_400)))
 }
 
 /// Map an HTTP error answer to an error class.
@@ -334,8 +373,8 @@ pub(crate) fn classify(ctx: &Ctx, status: StatusCode, headers: &HeaderMap, body:
         e.retry_after = retry_after(headers).or(info.retry_delay);
     }
     // Anthropic says outright whether a retry can help.
-    if headers.get("x-should-retry").and_then(|v| v.to_str().ok()) == Some("false") && e.is_transient() {
-        e.kind = ErrorKind::BadRequest { status: s };
+    if headers.get("x-should-retry").and_then(|v| v.to_str().ok()) == Some("false") {
+        e.no_retry = true;
     }
     e
 }
@@ -465,6 +504,13 @@ pub(crate) trait DeltaFilter: Send {
     fn flush(&mut self) -> String;
 }
 
+/// Why reading the body stopped short.
+enum ReadError {
+    Timeout(TimeoutPhase),
+    /// The connection broke; the transport's words.
+    Broken(String),
+}
+
 /// Where the body bytes come from: the network, or (for tests and benchmarks) memory.
 enum Source {
     Http(reqwest::Response),
@@ -488,6 +534,9 @@ pub struct EventStream {
     first_byte_deadline: Instant,
     total_deadline: Instant,
     finished: bool,
+    /// The answer was ended by a filter, not by the vendor: close the connection rather than
+    /// read the rest.
+    abort_on_done: bool,
     /// An error found after some events: it is returned once those are delivered.
     pending_error: Option<ProviderError>,
 }
@@ -500,7 +549,13 @@ impl std::fmt::Debug for EventStream {
 
 impl EventStream {
     pub(crate) fn new(ctx: &Arc<Ctx>, resp: reqwest::Response, framing: Framing, parser: Box<dyn Parser>) -> Self {
-        Self::with_source(ctx, Source::Http(resp), framing, parser)
+        let sent = resp.extensions().get::<SentAt>().copied();
+        let mut s = Self::with_source(ctx, Source::Http(resp), framing, parser);
+        if let Some(sent) = sent {
+            s.first_byte_deadline = sent.attempt + ctx.first_byte_timeout();
+            s.total_deadline = sent.first + ctx.total_timeout();
+        }
+        s
     }
 
     fn with_source(ctx: &Arc<Ctx>, source: Source, framing: Framing, parser: Box<dyn Parser>) -> Self {
@@ -519,6 +574,7 @@ impl EventStream {
             first_byte_deadline: now + ctx.first_byte_timeout(),
             total_deadline: now + ctx.total_timeout(),
             finished: false,
+            abort_on_done: false,
             pending_error: None,
         }
     }
@@ -579,7 +635,17 @@ impl EventStream {
                         }
                     }
                 }
-                Err(e) => return Some(Err(e)),
+                Err(e) => {
+                    // Text a filter held back is the user's too: hand it over, then the error.
+                    self.flush_filter();
+                    let (kind, detail) = match e {
+                        ReadError::Timeout(phase) => (self.ctx.timeout(phase).kind, String::new()),
+                        ReadError::Broken(detail) => {
+                            (ErrorKind::Incomplete { received: self.received_with_queue() }, detail)
+                        }
+                    };
+                    self.defer_error(kind, detail);
+                }
             }
         }
     }
@@ -603,11 +669,14 @@ impl EventStream {
             + self.queue.iter().map(|e| if let Event::Delta(t) = e { t.chars().count() } else { 0 }).sum::<usize>()
     }
 
-    /// Stop reading; deliver what is queued, then this error.
+    /// Stop reading; deliver what is queued, then this error. An answer already complete (its
+    /// `Done` queued) stays complete: what broke came after its end.
     fn defer_error(&mut self, kind: ErrorKind, detail: String) {
         self.finished = true;
         self.source = None;
-        self.queue.retain(|e| matches!(e, Event::Delta(_)));
+        if self.queue.iter().any(|e| matches!(e, Event::Done(_))) {
+            return;
+        }
         self.pending_error = Some(self.ctx.error(kind, detail));
     }
 
@@ -619,6 +688,10 @@ impl EventStream {
         for frame in frames.drain(..) {
             if let Err(f) = self.parser.frame(frame, &mut self.events) {
                 fault = Some(f);
+                break;
+            }
+            // Frames after the end marker are not ours to read.
+            if matches!(self.events.last(), Some(Event::Done(_))) {
                 break;
             }
         }
@@ -640,6 +713,8 @@ impl EventStream {
                     if over {
                         let fin = Finish { stop_reason: StopReason::StopSequence, usage: Usage::default() };
                         self.queue.push_back(Event::Done(fin));
+                        // The model is still generating what we will not use: stop it.
+                        self.abort_on_done = true;
                         break;
                     }
                 }
@@ -667,7 +742,7 @@ impl EventStream {
         }
     }
 
-    async fn read(&mut self) -> Result<Option<Bytes>, ProviderError> {
+    async fn read(&mut self) -> Result<Option<Bytes>, ReadError> {
         let (deadline, phase) = if self.got_first_byte {
             let idle = Instant::now() + self.ctx.idle_timeout();
             if idle < self.total_deadline {
@@ -684,11 +759,7 @@ impl EventStream {
             None => return Ok(None),
             Some(Source::Memory(chunks)) => Ok(chunks.pop_front()),
             Some(Source::Http(resp)) => match tokio::time::timeout_at(deadline.into(), resp.chunk()).await {
-                Err(_) => {
-                    self.finished = true;
-                    self.source = None;
-                    return Err(self.ctx.timeout(phase));
-                }
+                Err(_) => return Err(ReadError::Timeout(phase)),
                 Ok(r) => r,
             },
         };
@@ -701,25 +772,18 @@ impl EventStream {
                 self.source = None;
                 Ok(None)
             }
-            Err(e) => {
-                // The connection broke mid-body: the stream is incomplete.
-                let received = self.received;
-                let detail = scrub(&error_chain(&e), &self.ctx.secrets());
-                Err(self.fail(ErrorKind::Incomplete { received }, detail))
-            }
+            // The connection broke mid-body: the stream is incomplete.
+            Err(e) => Err(ReadError::Broken(error_chain(&e))),
         }
-    }
-
-    fn fail(&mut self, kind: ErrorKind, detail: String) -> ProviderError {
-        self.finished = true;
-        self.source = None;
-        self.queue.clear();
-        self.ctx.error(kind, detail)
     }
 
     fn finish_ok(&mut self) {
         self.finished = true;
         self.queue.clear();
+        if self.abort_on_done {
+            self.source = None;
+            return;
+        }
         // Read the rest of the body (normally just the chunked terminator) in the background so
         // the connection goes back to the pool instead of being closed.
         if let Some(Source::Http(mut resp)) = self.source.take()
@@ -828,6 +892,43 @@ mod tests {
         );
         let i = error_info(&h, b"<html>Bad Gateway</html>");
         assert_eq!(i.message, "<html>Bad Gateway</html>");
+    }
+
+    fn recorded(kind: crate::config::ProviderKind, chunks: &[&[u8]]) -> Result<(String, Finish), ProviderError> {
+        let chunks = chunks.iter().map(|c| Bytes::copy_from_slice(c)).collect();
+        parse_recorded(kind, super::super::Op::Chat, chunks)
+    }
+
+    #[test]
+    fn nothing_after_the_end_marker_can_spoil_a_finished_answer() {
+        use crate::config::ProviderKind;
+        let openai = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\ndata: \xff\n\n";
+        let (text, fin) = recorded(ProviderKind::Openai, &[openai]).expect("complete");
+        assert_eq!((text.as_str(), fin.stop_reason), ("Hi", StopReason::EndTurn));
+        let anthropic = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\nevent: x\ndata: not json\n\n";
+        let (text, _) = recorded(ProviderKind::Anthropic, &[anthropic]).expect("complete");
+        assert_eq!(text, "Hi");
+    }
+
+    #[test]
+    fn text_before_a_fault_in_the_same_chunk_is_delivered_first() {
+        use crate::config::ProviderKind;
+        let ctx = Arc::new(Ctx::for_tests(ProviderKind::Openai));
+        let (framing, parser) = super::super::parser_for(ProviderKind::Openai, super::super::Op::Chat);
+        let body = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\ndata: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n";
+        let chunks = VecDeque::from([Bytes::from_static(body)]);
+        let mut s = EventStream::with_source(&ctx, Source::Memory(chunks), framing, parser);
+        let events = futures_util::FutureExt::now_or_never(async move {
+            let mut v = Vec::new();
+            while let Some(ev) = s.next().await {
+                v.push(ev);
+            }
+            v
+        })
+        .expect("memory streams never wait");
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[0], Ok(Event::Delta("Hi".into())));
+        assert!(events[1].as_ref().is_err_and(|e| e.detail.contains("boom")), "{events:?}");
     }
 
     #[test]

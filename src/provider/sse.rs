@@ -25,6 +25,8 @@ pub struct SseParser {
     event: String,
     /// The previous chunk ended in `\r`; a leading `\n` in the next belongs to it.
     skip_lf: bool,
+    /// A bare JSON value spread over several lines (Gemini's mid-stream error), and its depth.
+    json: Option<(String, i32)>,
     started: bool,
 }
 
@@ -83,9 +85,14 @@ impl SseParser {
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
             self.line_done(&line, out)?;
-            if self.has_data && self.data == "[DONE]" {
-                self.dispatch(out);
-            }
+        }
+        if self.has_data && self.data == "[DONE]" {
+            self.dispatch(out);
+        }
+        // An unbalanced JSON value at the end is still shown to the vendor parser, which will
+        // call it malformed rather than lose it.
+        if let Some((json, _)) = self.json.take() {
+            out.push(SseEvent { event: "json".into(), data: json });
         }
         Ok(())
     }
@@ -99,11 +106,30 @@ impl SseParser {
             return Ok(());
         }
         let line = std::str::from_utf8(line).map_err(|_| "an event-stream line is not valid UTF-8".to_owned())?;
+        if let Some((json, depth)) = &mut self.json {
+            json.push('\n');
+            json.push_str(line);
+            *depth += json_depth(line);
+            if json.len() > MAX_LINE {
+                return Err(format!("a JSON value in the event stream is longer than {} MiB", MAX_LINE >> 20));
+            }
+            if *depth <= 0 {
+                let (data, _) = self.json.take().unwrap_or_default();
+                out.push(SseEvent { event: "json".into(), data });
+            }
+            return Ok(());
+        }
         if line.starts_with(':') {
             return Ok(()); // comment: a keep-alive
         }
         if line.starts_with('{') || line.starts_with('[') {
-            out.push(SseEvent { event: "json".into(), data: line.to_owned() });
+            // Gemini writes its mid-stream error as pretty-printed JSON, one line per field.
+            let depth = json_depth(line);
+            if depth > 0 {
+                self.json = Some((line.to_owned(), depth));
+            } else {
+                out.push(SseEvent { event: "json".into(), data: line.to_owned() });
+            }
             return Ok(());
         }
         let (field, value) = match line.find(':') {
@@ -115,6 +141,9 @@ impl SseParser {
         };
         match field {
             "data" => {
+                if self.data.len() + value.len() > MAX_LINE {
+                    return Err(format!("an event is longer than {} MiB", MAX_LINE >> 20));
+                }
                 if self.has_data {
                     self.data.push('\n');
                 }
@@ -139,6 +168,29 @@ impl SseParser {
         self.data.clear();
         self.event.clear();
     }
+}
+
+/// How many more `{`/`[` than `}`/`]` a line opens, outside JSON strings.
+fn json_depth(line: &str) -> i32 {
+    let (mut depth, mut in_string, mut escaped) = (0, false, false);
+    for b in line.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth -= 1,
+            _ => {}
+        }
+    }
+    depth
 }
 
 /// Newline-delimited JSON framing (Ollama): one object per line, blank lines skipped.
@@ -215,6 +267,32 @@ mod tests {
     fn failure_lines_are_surfaced() {
         let got = parse_in_pieces(b"error: {\"code\":500}\n{\"error\":{\"code\":503}}\n\n", 3);
         assert_eq!(got, vec![ev("error", "{\"code\":500}"), ev("json", "{\"error\":{\"code\":503}}")]);
+    }
+
+    #[test]
+    fn a_done_whose_blank_line_never_came_still_counts() {
+        assert_eq!(parse_in_pieces(b"data: x\n\ndata: [DONE]\n", 3), vec![ev("", "x"), ev("", "[DONE]")]);
+    }
+
+    #[test]
+    fn pretty_printed_json_lines_are_gathered() {
+        let input = "data: {\"a\":1}\r\n\r\n{\r\n  \"error\": {\r\n    \"code\": 503,\r\n    \"message\": \"}{ busy\"\r\n  }\r\n}\r\n";
+        let want = vec![
+            ev("", "{\"a\":1}"),
+            ev("json", "{\n  \"error\": {\n    \"code\": 503,\n    \"message\": \"}{ busy\"\n  }\n}"),
+        ];
+        for size in 1..=input.len() {
+            assert_eq!(parse_in_pieces(input.as_bytes(), size), want, "chunk size {size}");
+        }
+    }
+
+    #[test]
+    fn an_endless_event_is_refused() {
+        let mut p = SseParser::new();
+        let line = format!("data: {}\n", "x".repeat(1 << 20));
+        let mut out = Vec::new();
+        let r = (0..20).try_for_each(|_| p.feed(line.as_bytes(), &mut out));
+        assert!(r.is_err_and(|e| e.contains("longer than")));
     }
 
     #[test]

@@ -133,6 +133,10 @@ impl Vertex {
     }
 
     /// The cached access token, or a new one when it is missing or about to expire.
+    ///
+    /// The one deliberate lock across an `.await` in Quill: an async mutex held over the token
+    /// fetch, so concurrent requests wait for one fetch instead of each signing and posting a JWT.
+    /// The fetch is bounded by the provider's first-byte and idle timeouts.
     async fn access_token(&self, ctx: &Ctx) -> Result<Secret, ProviderError> {
         let mut slot = self.token.lock().await;
         if let Some(t) = slot.as_ref()
@@ -173,7 +177,7 @@ impl Vertex {
             body: Bytes::from(format!("grant_type={GRANT_TYPE}&assertion={assertion}")),
         };
         let started = Instant::now();
-        let resp = http::send(ctx, &out, Retry::Never).await.map_err(|e| self.token_error(ctx, e))?;
+        let resp = http::send_aside(ctx, &out).await.map_err(|e| self.token_error(ctx, e))?;
         let body = match tokio::time::timeout(ctx.idle_timeout(), resp.bytes()).await {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {

@@ -76,11 +76,13 @@ pub struct Reply {
     pub parts: Vec<Part>,
     /// Stall before even sending the status line.
     pub stall_before_head: bool,
+    /// Wait this long before sending the status line.
+    pub head_delay: Option<Duration>,
 }
 
 impl Reply {
     pub fn new(status: u16) -> Reply {
-        Reply { status, headers: Vec::new(), parts: Vec::new(), stall_before_head: false }
+        Reply { status, headers: Vec::new(), parts: Vec::new(), stall_before_head: false, head_delay: None }
     }
     pub fn header(mut self, k: &str, v: &str) -> Reply {
         self.headers.push((k.to_owned(), v.to_owned()));
@@ -121,6 +123,11 @@ impl Reply {
     /// No answer at all: the server accepts the request and never replies.
     pub fn silent() -> Reply {
         Reply { stall_before_head: true, ..Reply::new(200) }
+    }
+    /// Answer only after `ms` milliseconds.
+    pub fn head_after(mut self, ms: u64) -> Reply {
+        self.head_delay = Some(Duration::from_millis(ms));
+        self
     }
     /// A 200 with `content_type`, its body sent in pieces of these sizes (in turn, see
     /// [`chunks_of`]), so lines, fields and UTF-8 sequences split.
@@ -250,6 +257,11 @@ async fn serve(mut sock: TcpStream, st: Arc<State>) -> std::io::Result<()> {
             reqs.len() - 1
         };
         let reply = (st.handler)(&req, index);
+        if let Some(d) = reply.head_delay
+            && watch_close(&mut sock, Some(d), &st).await
+        {
+            return Ok(());
+        }
         if reply.stall_before_head {
             watch_close(&mut sock, None, &st).await;
             return Ok(());
