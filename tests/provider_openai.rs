@@ -749,6 +749,42 @@ async fn dropping_the_stream_closes_the_connection_at_once() {
     assert!(closed.saturating_duration_since(dropped) <= Duration::from_millis(50));
 }
 
+/// Text a filter holds back (it might begin a stop token) still reaches the user when the
+/// connection breaks, before the error.
+#[tokio::test(flavor = "multi_thread")]
+async fn held_back_text_is_delivered_when_the_connection_breaks() {
+    fake::capture_traces();
+    let fake = Fake::always(Reply::sse(&[&text_chunk("a + b <EO", None)]).delay(20).cut()).await;
+    let p = build(ProviderKind::OpenaiCompatible, Some(fake.url.clone()), Some("m"), None, |c| {
+        c.fim_template = Some(custom_template());
+    })
+    .expect("builds");
+    let (deltas, fin, err) = drain(p.complete(&fim_req()).await.expect("stream opens")).await;
+    assert_eq!((deltas.concat().as_str(), fin), ("a + b <EO", None));
+    let e = err.expect("an error");
+    assert_eq!(e.kind, ErrorKind::Incomplete { received: 9 }, "{e}");
+}
+
+/// A leaked stop token ends the answer on our side; the model, still generating, is stopped by
+/// closing the connection while the stream value is still held.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_ended_by_a_leaked_stop_token_stops_the_model() {
+    fake::capture_traces();
+    let fake = Fake::always(Reply::sse(&[&text_chunk("    return a + b<EOT>junk", None)]).delay(3000)).await;
+    let p = build(ProviderKind::OpenaiCompatible, Some(fake.url.clone()), Some("m"), None, |c| {
+        c.fim_template = Some(custom_template());
+    })
+    .expect("builds");
+    let mut s = p.complete(&fim_req()).await.expect("stream opens");
+    assert_eq!(s.next().await, Some(Ok(Event::Delta("    return a + b".into()))));
+    let done = s.next().await;
+    assert!(matches!(&done, Some(Ok(Event::Done(f))) if f.stop_reason == StopReason::StopSequence), "{done:?}");
+    let ended = Instant::now();
+    let closed = fake.wait_close(Duration::from_secs(2)).await.expect("the fake sees the close");
+    assert!(closed.saturating_duration_since(ended) <= Duration::from_millis(50));
+    drop(s);
+}
+
 // ---------------------------------------------------------------------------------------------
 // azure-openai
 
