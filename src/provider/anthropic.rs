@@ -34,19 +34,29 @@ impl Anthropic {
         };
         Ok(Anthropic { url })
     }
+}
 
-    /// Claude has no fill-in-the-middle endpoint: autocomplete asks it as a chat, never retried.
-    pub async fn complete(&self, ctx: &Arc<Ctx>, req: &CompletionRequest) -> Result<EventStream, ProviderError> {
+/// What differs between Claude's three hosts (Anthropic, Bedrock, Vertex) is only how a Messages
+/// request is sent; what is asked and how the answer is read is the same, so it lives here once.
+pub(crate) trait ClaudeHost {
+    /// Send a Messages request and stream its answer.
+    async fn send(&self, ctx: &Arc<Ctx>, req: &ChatRequest, retry: Retry) -> Result<EventStream, ProviderError>;
+
+    /// Claude has no fill-in-the-middle endpoint: autocomplete asks it as a chat with the answer
+    /// prefilled, never retried.
+    async fn complete(&self, ctx: &Arc<Ctx>, req: &CompletionRequest) -> Result<EventStream, ProviderError> {
         let chat = completion_as_chat(req);
         let stream = self.send(ctx, &chat, Retry::Never).await?;
         Ok(apply_filter(stream, answer_filter(&chat, Some(fim::chat_filter(true)))))
     }
 
-    pub async fn chat(&self, ctx: &Arc<Ctx>, req: &ChatRequest, retry: Retry) -> Result<EventStream, ProviderError> {
+    async fn chat(&self, ctx: &Arc<Ctx>, req: &ChatRequest, retry: Retry) -> Result<EventStream, ProviderError> {
         let stream = self.send(ctx, req, retry).await?;
         Ok(apply_filter(stream, answer_filter(req, None)))
     }
+}
 
+impl ClaudeHost for Anthropic {
     async fn send(&self, ctx: &Arc<Ctx>, req: &ChatRequest, retry: Retry) -> Result<EventStream, ProviderError> {
         let model = ctx.require_model()?;
         let key = ctx.require_key()?;
@@ -80,12 +90,12 @@ pub(crate) fn check_completion_mode(ctx: &Ctx) -> Result<(), ProviderError> {
 }
 
 /// The chat request that autocompletes with a Claude model (which continues a prefill).
-pub(crate) fn completion_as_chat(req: &CompletionRequest) -> ChatRequest {
+fn completion_as_chat(req: &CompletionRequest) -> ChatRequest {
     fim::chat_prompt(req, true)
 }
 
 /// Put `filter` on `stream`, if there is one.
-pub(crate) fn apply_filter(stream: EventStream, filter: Option<Box<dyn DeltaFilter>>) -> EventStream {
+fn apply_filter(stream: EventStream, filter: Option<Box<dyn DeltaFilter>>) -> EventStream {
     match filter {
         Some(f) => stream.with_filter(f),
         None => stream,
@@ -95,7 +105,7 @@ pub(crate) fn apply_filter(stream: EventStream, filter: Option<Box<dyn DeltaFilt
 /// The filters an answer to `req` needs, in order: realignment after a trimmed prefill, `then`
 /// (the autocomplete extraction), and the whitespace-only stop sequences, which Claude refuses
 /// on the wire and so are enforced here.
-pub(crate) fn answer_filter(req: &ChatRequest, then: Option<Box<dyn DeltaFilter>>) -> Option<Box<dyn DeltaFilter>> {
+fn answer_filter(req: &ChatRequest, then: Option<Box<dyn DeltaFilter>>) -> Option<Box<dyn DeltaFilter>> {
     let trimmed = turns(req).trimmed;
     let realign =
         (!trimmed.is_empty()).then(|| Box::new(Realign { rest: trimmed, done: false }) as Box<dyn DeltaFilter>);

@@ -10,10 +10,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    ChatRequest, CompletionRequest, Ctx, ErrorKind, Event, EventStream, ProviderError,
-    anthropic::{self, MessagesParser, Shape},
+    ChatRequest, Ctx, ErrorKind, Event, EventStream, ProviderError,
+    anthropic::{self, ClaudeHost, MessagesParser, Shape},
     eventstream::Message,
-    fim,
     http::{self, Fault, Frame, Framing, Outgoing, Parser, Retry},
     sigv4::{self, AwsCreds},
 };
@@ -49,20 +48,9 @@ impl Bedrock {
         let url = format!("{base}/model/{}/invoke-with-response-stream", encode_model_id(model));
         Ok(Bedrock { url, region, auth })
     }
+}
 
-    /// Claude has no fill-in-the-middle endpoint: autocomplete asks it as a chat with the answer
-    /// prefilled, never retried.
-    pub async fn complete(&self, ctx: &Arc<Ctx>, req: &CompletionRequest) -> Result<EventStream, ProviderError> {
-        let chat = anthropic::completion_as_chat(req);
-        let stream = self.send(ctx, &chat, Retry::Never).await?;
-        Ok(anthropic::apply_filter(stream, anthropic::answer_filter(&chat, Some(fim::chat_filter(true)))))
-    }
-
-    pub async fn chat(&self, ctx: &Arc<Ctx>, req: &ChatRequest, retry: Retry) -> Result<EventStream, ProviderError> {
-        let stream = self.send(ctx, req, retry).await?;
-        Ok(anthropic::apply_filter(stream, anthropic::answer_filter(req, None)))
-    }
-
+impl ClaudeHost for Bedrock {
     async fn send(&self, ctx: &Arc<Ctx>, req: &ChatRequest, retry: Retry) -> Result<EventStream, ProviderError> {
         let body = anthropic::messages_body(
             req,
@@ -94,7 +82,9 @@ impl Bedrock {
         let resp = http::send(ctx, &out, retry).await.map_err(|e| self.explain(e))?;
         Ok(EventStream::new(ctx, resp, Framing::EventStream, Box::new(InvokeParser::default())))
     }
+}
 
+impl Bedrock {
     /// A rejected signature is about the AWS variables, not the API-key variable the generic
     /// message would name.
     fn explain(&self, mut e: ProviderError) -> ProviderError {

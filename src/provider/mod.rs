@@ -35,6 +35,7 @@ pub use http::{EventStream, parse_recorded};
 pub use types::*;
 
 use crate::config::{Config, Feature, ProviderConfig, ProviderKind, Secret};
+use anthropic::ClaudeHost;
 use http::{Framing, Parser, Retry};
 
 /// Which operation a stream answers; parsers differ between them for some vendors.

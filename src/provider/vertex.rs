@@ -17,9 +17,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    ChatRequest, CompletionRequest, Ctx, ErrorKind, EventStream, ProviderError,
-    anthropic::{self, MessagesParser, Shape},
-    fim,
+    ChatRequest, Ctx, ErrorKind, EventStream, ProviderError,
+    anthropic::{self, ClaudeHost, MessagesParser, Shape},
     http::{self, Framing, Outgoing, Retry},
 };
 use crate::config::Secret;
@@ -99,19 +98,9 @@ impl Vertex {
         let url = endpoint(ctx.config.base_url.as_deref(), &region, &project, model);
         Ok(Vertex { url, account, token: tokio::sync::Mutex::new(None) })
     }
+}
 
-    /// Claude has no fill-in-the-middle endpoint: autocomplete asks it as a chat, never retried.
-    pub async fn complete(&self, ctx: &Arc<Ctx>, req: &CompletionRequest) -> Result<EventStream, ProviderError> {
-        let chat = anthropic::completion_as_chat(req);
-        let stream = self.send(ctx, &chat, Retry::Never).await?;
-        Ok(anthropic::apply_filter(stream, anthropic::answer_filter(&chat, Some(fim::chat_filter(true)))))
-    }
-
-    pub async fn chat(&self, ctx: &Arc<Ctx>, req: &ChatRequest, retry: Retry) -> Result<EventStream, ProviderError> {
-        let stream = self.send(ctx, req, retry).await?;
-        Ok(anthropic::apply_filter(stream, anthropic::answer_filter(req, None)))
-    }
-
+impl ClaudeHost for Vertex {
     async fn send(&self, ctx: &Arc<Ctx>, req: &ChatRequest, retry: Retry) -> Result<EventStream, ProviderError> {
         let token = self.access_token(ctx).await?;
         let body =
@@ -131,7 +120,9 @@ impl Vertex {
         };
         Ok(EventStream::new(ctx, resp, Framing::Sse, Box::new(MessagesParser::default())))
     }
+}
 
+impl Vertex {
     /// The cached access token, or a new one when it is missing or about to expire.
     ///
     /// The one deliberate lock across an `.await` in Quill: an async mutex held over the token
