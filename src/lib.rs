@@ -4,6 +4,7 @@
 //! code map and the invariants each module keeps.
 
 pub mod cli;
+pub mod complete;
 pub mod config;
 pub mod document;
 pub mod error;
