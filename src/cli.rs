@@ -62,6 +62,21 @@ pub enum Command {
     },
     /// Print the JSON Schema of the configuration.
     ConfigSchema,
+    /// Print the autocomplete suggestion at a position of a file, through the same pipeline as
+    /// the editor (trigger, context, provider, post-processing), without the debounce.
+    ///
+    /// Exit code 0 with the suggestion on stdout (nothing when there is none: the reason goes to
+    /// stderr); 1 on errors (bad position, unreadable file, provider failure).
+    Complete {
+        /// `FILE:LINE:COL`, 1-based; the column counts characters (Unicode scalar values).
+        location: String,
+        /// Print `{"text", "range"}` as JSON, the range 0-based in characters.
+        #[arg(long)]
+        json: bool,
+        /// Workspace whose `quill.toml` to read (default: the current directory).
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<PathBuf>,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -72,6 +87,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Lsp) {
         Command::Lsp => run_lsp(),
         Command::Check { workspace, ping } => check(workspace, ping),
+        Command::Complete { location, json, workspace } => complete_cmd(&location, json, workspace),
         Command::ConfigSchema => {
             let schema = serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default();
             report(&schema)
@@ -282,4 +298,133 @@ async fn ping_all(discovery: &Discovery, env: &Env, out: &mut String) -> bool {
         out.push('\n');
     }
     all_ok
+}
+
+/// Split `FILE:LINE:COL` (1-based) from the right, so paths may hold colons.
+fn parse_location(s: &str) -> Option<(PathBuf, usize, usize)> {
+    let (rest, col) = s.rsplit_once(':')?;
+    let (file, line) = rest.rsplit_once(':')?;
+    let line: usize = line.parse().ok().filter(|&l| l >= 1)?;
+    let col: usize = col.parse().ok().filter(|&c| c >= 1)?;
+    (!file.is_empty()).then(|| (PathBuf::from(file), line - 1, col - 1))
+}
+
+fn complete_cmd(location: &str, json: bool, workspace: Option<PathBuf>) -> ExitCode {
+    let fail = |msg: String| {
+        let _ = writeln!(io::stderr(), "quill complete: {msg}");
+        ExitCode::FAILURE
+    };
+    let Some((file, line, col)) = parse_location(location) else {
+        return fail(format!("expected FILE:LINE:COL with 1-based numbers, got `{location}`"));
+    };
+    let bytes = match std::fs::read(&file) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("cannot read {}: {e}", file.display())),
+    };
+    let Ok(text) = String::from_utf8(bytes) else {
+        return fail(format!("{} is not UTF-8 text", file.display()));
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    let root = workspace.or_else(|| std::env::current_dir().ok());
+    match runtime.block_on(complete_at(&file, &text, line, col, root, process_env())) {
+        Ok(Some((suggestion, range))) => {
+            if json {
+                let v = serde_json::json!({
+                    "text": suggestion,
+                    "range": {"start": {"line": range.0.0, "character": range.0.1},
+                              "end": {"line": range.1.0, "character": range.1.1}},
+                });
+                report(&v.to_string())
+            } else {
+                let mut out = io::stdout().lock();
+                match out.write_all(suggestion.as_bytes()).and_then(|()| out.write_all(b"\n")) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(_) => ExitCode::from(2),
+                }
+            }
+        }
+        Ok(None) => {
+            if json {
+                report("null")
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(msg) => fail(msg),
+    }
+}
+
+/// A (line, character) pair, 0-based, characters as Unicode scalar values.
+type LineCol = (usize, usize);
+
+/// The suggestion at `line:col` of `text`, and the range it replaces.
+async fn complete_at(
+    file: &std::path::Path,
+    text: &str,
+    line: usize,
+    col: usize,
+    root: Option<PathBuf>,
+    env: Env,
+) -> Result<Option<(String, (LineCol, LineCol))>, String> {
+    use crate::complete::{self, scheduler};
+    let (layers, errors) = config::file_layers(root.as_deref());
+    if let Some(e) = errors.first() {
+        return Err(format!("config error: {e}"));
+    }
+    let resolved = config::resolve(&layers);
+    if let Some(e) = resolved.errors.first() {
+        return Err(format!("config error: {e}"));
+    }
+    let user_config = resolved.config.unwrap_or_default();
+    let discovery = discover::discover(&user_config, &env, &ProbeTargets::from_env(&env)).await;
+    if !discovery.serves(Feature::Completion) {
+        return Err(discovery.advice(Some(Feature::Completion)));
+    }
+    let cfg = &discovery.config;
+    let Some((name, pc)) = cfg.route(Feature::Completion) else {
+        return Err(discovery.advice(Some(Feature::Completion)));
+    };
+    let model = cfg.feature(Feature::Completion).model.or_else(|| pc.model.clone());
+    let provider = Provider::build(name, pc, model, env).map_err(|e| e.to_string())?;
+
+    let abs = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+    let uri = format!("file://{}", abs.display());
+    let store = crate::store::Store::new();
+    let language_id = crate::syntax::Language::detect("", &uri).map_or("plaintext", |l| l.name());
+    store.open(&uri, language_id, 0, text, cfg.documents.max_parse_bytes);
+    let snap = store.snapshot(&uri).ok_or("document vanished")?;
+    let rope = &snap.text;
+    if line >= rope.len_lines() {
+        return Err(format!("line {} is past the end ({} lines)", line + 1, rope.len_lines()));
+    }
+    let line_start = rope.line_to_char(line);
+    let line_len = rope.line(line).chars().filter(|c| !matches!(c, '\n' | '\r')).count();
+    if col > line_len {
+        return Err(format!("column {} is past the end of line {} ({} characters)", col + 1, line + 1, line_len));
+    }
+    let cursor = rope.char_to_byte(line_start + col);
+    let settings =
+        scheduler::Settings { debounce: Duration::ZERO, ..scheduler::Settings::from_config(&cfg.completion) };
+    let sched = scheduler::Scheduler::new(std::sync::Arc::new(provider), settings);
+    let others = Vec::new();
+    let path = Some(complete::prompt_path(&uri, root.as_deref()));
+    let req = scheduler::Request { snap: snap.clone(), cursor, manual: true, path, others };
+    let outcome = sched.suggest(req).await.map_err(|e| e.to_string())?;
+    match outcome.result {
+        Ok(a) => {
+            let at = |byte: usize| {
+                let ch = rope.byte_to_char(byte);
+                let l = rope.char_to_line(ch);
+                (l, ch - rope.line_to_char(l))
+            };
+            Ok(Some((a.text, (at(a.start), at(a.end)))))
+        }
+        Err(why) => {
+            let _ = writeln!(io::stderr(), "quill complete: no suggestion ({why:?})");
+            Ok(None)
+        }
+    }
 }

@@ -31,7 +31,7 @@ pub struct Config {
     /// Named providers, referenced by `[completion]`, `[chat]` and `[edit]`.
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Routing and settings for autocomplete.
-    pub completion: FeatureConfig,
+    pub completion: CompletionConfig,
     /// Routing and settings for chat.
     pub chat: FeatureConfig,
     /// Routing and settings for edits (code actions and `quill.edit`).
@@ -229,6 +229,69 @@ pub struct FeatureConfig {
     pub model: Option<String>,
 }
 
+/// Autocomplete: routing plus the pipeline's knobs. Defaults follow Cody's published numbers
+/// (see docs/protocol.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompletionConfig {
+    /// Which entry of `[providers]` serves autocomplete.
+    pub provider: Option<String>,
+    /// Overrides the provider's `model` for autocomplete.
+    pub model: Option<String>,
+    /// Turn autocomplete off without removing its provider.
+    pub enabled: bool,
+    /// Milliseconds of quiet after a keystroke before a request is sent. A cursor at the start of
+    /// a line (only whitespace before it) fires at once.
+    #[schemars(range(min = 0, max = 5000))]
+    pub debounce_ms: u64,
+    /// The model's context window for autocomplete prompts, in tokens (3.5 characters each).
+    #[schemars(range(min = 64))]
+    pub context_tokens: usize,
+    /// Share of `context_tokens` spent on the text before the cursor.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub prefix_share: f32,
+    /// Share of `context_tokens` spent on the text after the cursor.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub suffix_share: f32,
+    /// Most snippets from other open documents of the same language (0 turns them off).
+    pub snippets: usize,
+    /// Milliseconds the snippet search may take per request.
+    pub snippet_budget_ms: u64,
+    /// Offer multi-line suggestions at empty block bodies.
+    pub multiline: bool,
+    /// Most tokens generated per suggestion.
+    #[schemars(range(min = 1))]
+    pub max_tokens: u32,
+    pub temperature: f32,
+    /// Suggestions remembered by prefix and suffix (0 turns the cache off).
+    pub cache_entries: usize,
+    /// Milliseconds after which a suggestion request gives up (the provider's own timeouts
+    /// still apply).
+    #[schemars(range(min = 100))]
+    pub timeout_ms: u64,
+}
+
+impl Default for CompletionConfig {
+    fn default() -> Self {
+        CompletionConfig {
+            provider: None,
+            model: None,
+            enabled: true,
+            debounce_ms: 75,
+            context_tokens: 2048,
+            prefix_share: 0.6,
+            suffix_share: 0.1,
+            snippets: 3,
+            snippet_budget_ms: 20,
+            multiline: true,
+            max_tokens: 256,
+            temperature: 0.2,
+            cache_entries: 128,
+            timeout_ms: 7000,
+        }
+    }
+}
+
 /// Document handling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -278,15 +341,26 @@ impl fmt::Display for Secret {
 impl Config {
     /// The provider name and settings that serve a feature, if routed.
     pub fn route(&self, feature: Feature) -> Option<(&str, &ProviderConfig)> {
-        let name = self.feature(feature).provider.as_deref()?;
-        self.providers.get_key_value(name).map(|(k, v)| (k.as_str(), v))
+        let name = self.feature(feature).provider?;
+        self.providers.get_key_value(&name).map(|(k, v)| (k.as_str(), v))
     }
 
-    pub fn feature(&self, feature: Feature) -> &FeatureConfig {
+    pub fn feature(&self, feature: Feature) -> FeatureConfig {
         match feature {
-            Feature::Completion => &self.completion,
-            Feature::Chat => &self.chat,
-            Feature::Edit => &self.edit,
+            Feature::Completion => {
+                FeatureConfig { provider: self.completion.provider.clone(), model: self.completion.model.clone() }
+            }
+            Feature::Chat => self.chat.clone(),
+            Feature::Edit => self.edit.clone(),
+        }
+    }
+
+    /// The provider and model settings of a feature, to change them.
+    pub fn route_mut(&mut self, feature: Feature) -> (&mut Option<String>, &mut Option<String>) {
+        match feature {
+            Feature::Completion => (&mut self.completion.provider, &mut self.completion.model),
+            Feature::Chat => (&mut self.chat.provider, &mut self.chat.model),
+            Feature::Edit => (&mut self.edit.provider, &mut self.edit.model),
         }
     }
 
@@ -307,6 +381,26 @@ impl Config {
             {
                 return Err((format!("providers.{name}.base_url"), "must start with http:// or https://".into()));
             }
+        }
+        let c = &self.completion;
+        let share_ok = |x: f32| (0.0..=1.0).contains(&x);
+        if !share_ok(c.prefix_share) || !share_ok(c.suffix_share) || c.prefix_share + c.suffix_share > 0.95 {
+            return Err((
+                "completion.prefix_share".into(),
+                "prefix_share and suffix_share must be between 0 and 1 and add up to at most 0.95".into(),
+            ));
+        }
+        if c.context_tokens < 64 {
+            return Err(("completion.context_tokens".into(), "must be at least 64".into()));
+        }
+        if c.max_tokens == 0 {
+            return Err(("completion.max_tokens".into(), "must be at least 1".into()));
+        }
+        if c.timeout_ms < 100 {
+            return Err(("completion.timeout_ms".into(), "must be at least 100".into()));
+        }
+        if !(0.0..=2.0).contains(&c.temperature) {
+            return Err(("completion.temperature".into(), "must be between 0 and 2".into()));
         }
         for feature in Feature::ALL {
             if let Some(name) = &self.feature(feature).provider

@@ -170,6 +170,24 @@ impl Store {
         })
     }
 
+    /// The text and version of a document, without touching its tree (no reparse).
+    pub fn text(&self, uri: &str) -> Option<(i32, Rope)> {
+        self.docs.get(uri).map(|e| (e.doc.version(), e.doc.text().clone()))
+    }
+
+    /// The texts of the open documents in `language` other than `except`, at most `max` of them,
+    /// most recently used first. Rope clones are O(1); nothing is parsed.
+    pub fn texts_in(&self, language: Language, except: &str, max: usize) -> Vec<(String, Rope)> {
+        let mut found: Vec<(u64, String, Rope)> = self
+            .docs
+            .iter()
+            .filter(|e| e.key() != except && e.doc.language() == Some(language))
+            .map(|e| (e.last_used, e.key().clone(), e.doc.text().clone()))
+            .collect();
+        found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
+        found.into_iter().take(max).map(|(_, uri, text)| (uri, text)).collect()
+    }
+
     pub fn info(&self, uri: &str) -> Option<DocumentInfo> {
         self.with_parsed(uri, |doc| DocumentInfo {
             version: doc.version(),

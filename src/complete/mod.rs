@@ -5,6 +5,7 @@
 
 pub mod context;
 pub mod postprocess;
+pub mod scheduler;
 pub mod trigger;
 
 /// The kind of suggestion a cursor position calls for.
@@ -16,5 +17,75 @@ pub enum Mode {
     MultiLine,
 }
 
-#[allow(unused_imports)]
 pub(crate) use crate::store::Snapshot;
+
+use std::path::Path;
+
+use ropey::Rope;
+
+/// How many other open documents the snippet search may read (Cody: the last 10 edited files).
+pub const MAX_SNIPPET_DOCS: usize = 10;
+
+/// A document's path for prompts: relative to the workspace root when inside it, else the
+/// file path, else the URI as is.
+pub fn prompt_path(uri: &str, root: Option<&Path>) -> String {
+    let path = uri.strip_prefix("file://").map(percent_decode);
+    match (path, root) {
+        (Some(p), Some(root)) => match Path::new(&p).strip_prefix(root) {
+            Ok(rel) => rel.to_string_lossy().into_owned(),
+            Err(_) => p,
+        },
+        (Some(p), None) => p,
+        (None, _) => uri.to_owned(),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = s.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Re-check an answer computed on `before` against the document `now`. `Some` when it still
+/// fits: the document is the same, or the user typed the answer's beginning at the cursor. The
+/// returned range is in `now`'s coordinates, starting at the original cursor, so the insert text
+/// still begins with what was typed (editors filter inline items by that).
+pub fn rebase(answer: &scheduler::Answer, before: &Rope, now: &Rope) -> Option<(usize, usize)> {
+    const WINDOW: usize = 2048;
+    let (b_len, n_len) = (before.len_bytes(), now.len_bytes());
+    let typed_len = n_len.checked_sub(b_len)?;
+    let cursor = answer.start;
+    let same = |a: &Rope, ar: std::ops::Range<usize>, b: &Rope, br: std::ops::Range<usize>| match (
+        a.get_byte_slice(ar),
+        b.get_byte_slice(br),
+    ) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    };
+    let lo = cursor.saturating_sub(WINDOW);
+    if !same(before, lo..cursor, now, lo..cursor) {
+        return None;
+    }
+    let hi = (cursor + WINDOW).min(b_len);
+    if !same(before, cursor..hi, now, cursor + typed_len..hi + typed_len) {
+        return None;
+    }
+    let typed = now.get_byte_slice(cursor..cursor + typed_len)?.to_string();
+    if !answer.text.starts_with(&typed) || (typed_len > 0 && answer.text.len() == typed.len()) {
+        return None;
+    }
+    Some((cursor, answer.end + typed_len))
+}

@@ -30,3 +30,13 @@ pub struct DocumentResult {
 /// `textDocument/inlineCompletion` (LSP 3.18), routed as a custom method because
 /// tower-lsp-server's trait predates it.
 pub const INLINE_COMPLETION: &str = "textDocument/inlineCompletion";
+
+/// `quill/status` (server → client notification): autocomplete's state, for a status item.
+/// Params: `{state: "idle" | "fetching" | "error", reason?, provider?}`.
+#[derive(Debug)]
+pub enum Status {}
+
+impl tower_lsp_server::ls_types::notification::Notification for Status {
+    type Params = serde_json::Value;
+    const METHOD: &'static str = "quill/status";
+}

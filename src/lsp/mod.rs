@@ -4,6 +4,7 @@
 //! any `.await`, so changes apply in arrival order. Requests take a snapshot and drop every lock
 //! before they await anything.
 
+pub mod autocomplete;
 pub mod convert;
 pub mod ext;
 pub mod transport;
@@ -25,6 +26,7 @@ use tower_lsp_server::{
 };
 
 use crate::{
+    complete,
     config::{self, Config, ConfigError, Feature, Layer},
     error::Error,
     position::{self, PositionEncoding},
@@ -182,6 +184,8 @@ struct Session {
     /// The last valid `workspace/didChangeConfiguration` layer.
     client_layer: Option<Layer>,
     supports_configuration_pull: bool,
+    /// The workspace root, for the paths shown to models.
+    root: Option<PathBuf>,
 }
 
 pub struct QuillServer {
@@ -193,6 +197,7 @@ pub struct QuillServer {
     /// Config errors found during `initialize`, shown once the client is ready for messages.
     startup_errors: RwLock<Vec<ConfigError>>,
     providers: Arc<Providers>,
+    autocomplete: autocomplete::Autocomplete,
     shutdown_requested: Arc<AtomicBool>,
 }
 
@@ -227,6 +232,7 @@ impl QuillServer {
             session: RwLock::new(Session::default()),
             startup_errors: RwLock::new(Vec::new()),
             providers: Arc::new(Providers::new()),
+            autocomplete: autocomplete::Autocomplete::default(),
             shutdown_requested,
         }
     }
@@ -331,14 +337,48 @@ impl QuillServer {
         })
     }
 
-    /// `textDocument/inlineCompletion`. Validates its input now; the autocomplete pipeline
-    /// (issue 4) fills the answer.
+    /// `textDocument/inlineCompletion`: ghost text for the cursor, through the autocomplete
+    /// pipeline. Provider failures answer an empty list (shown once through `quill/status` and
+    /// `window/showMessage`), never an error per keystroke.
     async fn inline_completion(&self, params: InlineCompletionParams) -> Result<InlineCompletionResponse> {
         let tdp = params.text_document_position;
+        let manual = params.context.trigger_kind == InlineCompletionTriggerKind::INVOKED;
+        let empty = InlineCompletionResponse::List(InlineCompletionList { items: Vec::new() });
+        let uri = tdp.text_document.uri.clone();
+        match self.suggest(&tdp, manual).await? {
+            Some((answer, range)) => {
+                let item = autocomplete::inline_item(&uri, &answer, range);
+                Ok(InlineCompletionResponse::List(InlineCompletionList { items: vec![item] }))
+            }
+            None => Ok(empty),
+        }
+    }
+
+    /// The pipeline shared by inline completion and the completion-menu fallback.
+    async fn suggest(
+        &self,
+        tdp: &TextDocumentPositionParams,
+        manual: bool,
+    ) -> Result<Option<(complete::scheduler::Answer, Range)>> {
         let snap = self.snapshot(&tdp.text_document.uri).map_err(to_rpc)?;
-        self.char_at(&snap, tdp.position).map_err(to_rpc)?;
+        let ch = self.char_at(&snap, tdp.position).map_err(to_rpc)?;
         self.require_provider(Feature::Completion).await?;
-        Ok(InlineCompletionResponse::List(InlineCompletionList { items: Vec::new() }))
+        let Some(eff) = self.effective().await else { return Ok(None) };
+        if !eff.discovery.config.completion.enabled {
+            return Ok(None);
+        }
+        let sched = match self.autocomplete.scheduler(&eff) {
+            Ok(s) => s,
+            Err(e) => {
+                self.autocomplete.report(e);
+                return Ok(None);
+            }
+        };
+        let cursor = snap.text.char_to_byte(ch);
+        let root = self.session.read().ok().and_then(|s| s.root.clone());
+        let ask = autocomplete::Ask { store: &self.store, snap, cursor, manual, root, enc: self.encoding() };
+        // Errors were already reported through the status pump.
+        Ok(autocomplete::ask(&sched, ask).await.unwrap_or(None))
     }
 }
 
@@ -355,13 +395,21 @@ fn server_capabilities(enc: PositionEncoding) -> ServerCapabilities {
             ..Default::default()
         })),
         inline_completion_provider: Some(OneOf::Left(true)),
-        completion_provider: Some(CompletionOptions { resolve_provider: Some(false), ..Default::default() }),
+        completion_provider: Some(CompletionOptions {
+            resolve_provider: Some(false),
+            // Where a suggestion is likely wanted; editors also ask on their own while typing.
+            trigger_characters: Some([".", "(", "{", "[", " ", ":", "=", ",", "\n"].map(String::from).to_vec()),
+            ..Default::default()
+        }),
         code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
             code_action_kinds: Some(vec![CodeActionKind::QUICKFIX, CodeActionKind::REFACTOR_REWRITE]),
             resolve_provider: Some(true),
             ..Default::default()
         })),
-        execute_command_provider: Some(ExecuteCommandOptions { commands: Vec::new(), ..Default::default() }),
+        execute_command_provider: Some(ExecuteCommandOptions {
+            commands: vec![autocomplete::ACCEPT_COMMAND.into()],
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -396,6 +444,7 @@ impl LanguageServer for QuillServer {
         if let Ok(mut s) = self.session.write() {
             s.base_layers = layers;
             s.supports_configuration_pull = pull;
+            s.root = root.clone();
         }
         errors.extend(self.apply_layers(None));
         // Discovery starts now; its message waits for `initialized`.
@@ -415,6 +464,7 @@ impl LanguageServer for QuillServer {
         let errors = self.startup_errors.write().map(|mut e| std::mem::take(&mut *e)).unwrap_or_default();
         self.show_config_errors(errors).await;
         self.providers.client_ready.store(true, Ordering::SeqCst);
+        self.autocomplete.start_status(self.client.clone());
         let providers = self.providers.clone();
         let client = self.client.clone();
         tokio::spawn(async move {
@@ -446,6 +496,9 @@ impl LanguageServer for QuillServer {
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
         let uri = convert::uri_key(&params.text_document.uri);
+        if let Some(s) = self.autocomplete.existing() {
+            s.close(uri);
+        }
         if !self.store.close(uri) {
             tracing::warn!(uri, "didClose for a document that is not open");
         }
@@ -479,12 +532,16 @@ impl LanguageServer for QuillServer {
     }
 
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
-        // Input is checked now; the autocomplete pipeline (issue 4) fills the answer.
+        // The fallback for editors without inline completion: the same suggestion as one item.
+        let manual = params.context.as_ref().is_some_and(|c| c.trigger_kind == CompletionTriggerKind::INVOKED);
         let tdp = params.text_document_position;
-        let snap = self.snapshot(&tdp.text_document.uri).map_err(to_rpc)?;
-        self.char_at(&snap, tdp.position).map_err(to_rpc)?;
-        self.require_provider(Feature::Completion).await?;
-        Ok(None)
+        let uri = tdp.text_document.uri.clone();
+        let items = match self.suggest(&tdp, manual).await? {
+            Some((answer, range)) => vec![autocomplete::menu_item(&uri, &answer, range)],
+            None => Vec::new(),
+        };
+        // Incomplete: the editor asks again as the user types, so the suggestion follows.
+        Ok(Some(CompletionResponse::List(CompletionList { is_incomplete: true, items })))
     }
 
     async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
@@ -497,6 +554,21 @@ impl LanguageServer for QuillServer {
     }
 
     async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<serde_json::Value>> {
+        if params.command == autocomplete::ACCEPT_COMMAND {
+            let arg = params.arguments.first();
+            let uri = arg.and_then(|a| a.get("uri")).and_then(Value::as_str);
+            let id = arg.and_then(|a| a.get("id")).and_then(Value::as_u64);
+            let (Some(uri), Some(id)) = (uri, id) else {
+                return Err(to_rpc(Error::InvalidParams(format!(
+                    "`{}` takes one argument {{uri, id}}",
+                    autocomplete::ACCEPT_COMMAND
+                ))));
+            };
+            if let Some(s) = self.autocomplete.existing() {
+                s.accepted(uri, id);
+            }
+            return Ok(None);
+        }
         Err(to_rpc(Error::InvalidParams(format!("unknown command `{}`", params.command))))
     }
 }

@@ -267,7 +267,7 @@ pub fn from_config(config: &Config, env: &Env) -> Option<Discovery> {
         let names: Vec<&String> = config.providers.keys().collect();
         let first = (*names.first()?).clone();
         for feature in Feature::ALL {
-            feature_mut(&mut effective, feature).provider = Some(first.clone());
+            *effective.route_mut(feature).0 = Some(first.clone());
         }
         let why = if names.len() == 1 {
             "the only one defined".to_owned()
@@ -293,13 +293,13 @@ pub fn from_config(config: &Config, env: &Env) -> Option<Discovery> {
             Feature::Edit => [Feature::Chat, Feature::Completion],
         };
         let Some(donor) = donors.into_iter().find(|d| routed.contains(d)) else { continue };
-        let donor_cfg = config.feature(donor).clone();
+        let donor_cfg = config.feature(donor);
         let Some(name) = donor_cfg.provider.clone() else { continue };
         let provider_model = config.providers.get(&name).and_then(|p| p.model.clone());
-        let target = feature_mut(&mut effective, feature);
-        target.provider = Some(name.clone());
-        if target.model.is_none() && provider_model.is_none() {
-            target.model = donor_cfg.model.clone();
+        let (provider, model) = effective.route_mut(feature);
+        *provider = Some(name.clone());
+        if model.is_none() && provider_model.is_none() {
+            *model = donor_cfg.model.clone();
         }
         notes.push(format!(
             "`[{f}] provider` is not set, so {f} uses `{name}` like {d}.",
@@ -338,14 +338,6 @@ fn fill_completion_model(config: &mut Config, env: &Env, notes: &mut Vec<String>
     }
 }
 
-fn feature_mut(config: &mut Config, feature: Feature) -> &mut config::FeatureConfig {
-    match feature {
-        Feature::Completion => &mut config.completion,
-        Feature::Chat => &mut config.chat,
-        Feature::Edit => &mut config.edit,
-    }
-}
-
 /// `config` with `found` routed to every feature that has no provider.
 pub fn with_found(config: &Config, found: Option<Found>, notes: Vec<String>) -> Discovery {
     let Some(found) = found else {
@@ -354,9 +346,9 @@ pub fn with_found(config: &Config, found: Option<Found>, notes: Vec<String>) -> 
     let mut effective = config.clone();
     effective.providers.insert(found.name.clone(), found.provider.clone());
     for feature in Feature::ALL {
-        let f = feature_mut(&mut effective, feature);
-        if f.provider.is_none() {
-            f.provider = Some(found.name.clone());
+        let (provider, _) = effective.route_mut(feature);
+        if provider.is_none() {
+            *provider = Some(found.name.clone());
         }
     }
     if effective.completion.model.is_none() {
