@@ -255,3 +255,18 @@ async fn no_request_mid_word() {
     assert!(matches!(out.result, Err(Nothing::Skipped(_))), "{:?}", out.result);
     assert_eq!(src.count(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn typing_an_opener_that_the_editor_auto_closes_still_reuses_the_suggestion() {
+    let src = Scripted::new(|_| vec!["answer(1, 2);\n".into()]);
+    let sched = Scheduler::new(src.clone(), settings());
+    let store = Store::new();
+    let cursor = open(&store, "fn main() {\n    let x = $0\n}\n", 1);
+    let _ = sched.suggest(request(&store, cursor)).await.expect("ok").result.expect("shown");
+    // The user types "answer(" and the editor inserts ")" after the cursor.
+    let cursor = open(&store, "fn main() {\n    let x = answer($0)\n}\n", 2);
+    let again = sched.suggest(request(&store, cursor)).await.expect("ok").result.expect("reused");
+    assert_eq!(again.text, "1, 2);");
+    assert_eq!(again.end - again.start, 1, "the item spans the auto-inserted `)`");
+    assert_eq!(src.count(), 1);
+}

@@ -193,7 +193,10 @@ pub struct Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Status {
     Fetching,
+    /// A provider call ended with an answer.
     Idle,
+    /// A provider call was abandoned (nobody waits for it any more); not a success.
+    Cancelled,
     Error(ProviderError),
 }
 
@@ -234,22 +237,33 @@ struct Anchor {
 
 impl Anchor {
     /// What was typed since, if the current context continues this one: the text between the
-    /// old cursor and the new one, with the suffix unchanged.
-    fn typed_since(&self, now: &DocContext, snap: &Snapshot) -> Option<String> {
-        if now.suffix != self.suffix || now.cursor < self.cursor {
+    /// old cursor and the new one, and how many bytes the editor auto-inserted right after the
+    /// cursor meanwhile (a closing bracket or quote typed with its opener; 0 when the suffix is
+    /// unchanged).
+    fn typed_since(&self, now: &DocContext, snap: &Snapshot) -> Option<(String, usize)> {
+        if now.cursor < self.cursor || self.prefix_start > now.cursor || now.cursor > snap.text.len_bytes() {
             return None;
         }
-        let end = snap.text.len_bytes();
-        if self.prefix_start > now.cursor || now.cursor > end {
-            return None;
-        }
+        let auto = if now.suffix == self.suffix {
+            0
+        } else {
+            let c = now.suffix.chars().next().filter(|c| matches!(c, ')' | ']' | '}' | '"' | '\'' | '`' | '>'))?;
+            let rest = &now.suffix[c.len_utf8()..];
+            // The suffix budget may cut a different last line; the start must agree.
+            let (a, b) = (rest.as_bytes(), self.suffix.as_bytes());
+            let n = a.len().min(b.len());
+            if a[..n] != b[..n] {
+                return None;
+            }
+            c.len_utf8()
+        };
         // Compare the old prefix with the same span now: a few KB, no whole-document copy.
         let span = snap.text.get_byte_slice(self.prefix_start..now.cursor)?;
-        let mut chunks = String::with_capacity(span.len_bytes());
+        let mut text = String::with_capacity(span.len_bytes());
         for c in span.chunks() {
-            chunks.push_str(c);
+            text.push_str(c);
         }
-        chunks.strip_prefix(self.prefix.as_str()).map(str::to_owned)
+        text.strip_prefix(self.prefix.as_str()).map(|t| (t.to_owned(), auto))
     }
 }
 
@@ -538,9 +552,10 @@ impl Scheduler {
     ) -> Result<Outcome, ProviderError> {
         guard.answered = true;
         let suggestion = match end.result {
-            Err(e) => return Err(e),
-            Ok(Err(dropped)) => return Ok(clock.done(Err(Nothing::Dropped(dropped)))),
-            Ok(Ok(s)) => s,
+            None => return Ok(clock.done(Err(Nothing::Superseded))),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(Err(dropped))) => return Ok(clock.done(Err(Nothing::Dropped(dropped)))),
+            Some(Ok(Ok(s))) => s,
         };
         // The call may have been computed for an earlier cursor (adopted) — serve the part the
         // user has not typed yet.
@@ -561,9 +576,13 @@ impl Scheduler {
 
     /// The rest of `s` when the user has typed its beginning since `anchor`.
     fn typed_ahead(&self, anchor: &Anchor, s: &Suggestion, ctx: &DocContext, snap: &Snapshot) -> Option<Answer> {
-        let typed = anchor.typed_since(ctx, snap)?;
+        let (typed, auto) = anchor.typed_since(ctx, snap)?;
         let rest = s.text.strip_prefix(typed.as_str())?;
         if rest.trim().is_empty() {
+            return None;
+        }
+        // An auto-inserted closer must be one the suggestion brings: the item then spans it.
+        if auto > 0 && !ctx.suffix.get(..auto).is_some_and(|c| rest.contains(c)) {
             return None;
         }
         let overwrite = s.replace_end - anchor.cursor;
@@ -571,7 +590,7 @@ impl Scheduler {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             text: rest.to_owned(),
             start: ctx.cursor,
-            end: ctx.cursor + overwrite,
+            end: ctx.cursor + auto + overwrite,
             served: Served::TypedAhead,
             mode: anchor.mode,
         })
@@ -608,7 +627,7 @@ impl Scheduler {
                 stats.aborted.fetch_add(1, Ordering::Relaxed);
                 drop(st);
                 tracing::debug!(uri, id, "abandoned suggestion request aborted");
-                (on_status)(Status::Idle);
+                (on_status)(Status::Cancelled);
             }
         });
     }
@@ -617,7 +636,7 @@ impl Scheduler {
 /// Whether a running call can still serve a request at `now`: the user only typed text that
 /// agrees with what the call has streamed so far.
 fn can_serve(f: &Flight, now: &DocContext, snap: &Snapshot) -> bool {
-    let Some(typed) = f.anchor.typed_since(now, snap) else { return false };
+    let Some((typed, _)) = f.anchor.typed_since(now, snap) else { return false };
     if typed.contains(['\n', '\r']) && f.anchor.mode == Mode::SingleLine {
         return false;
     }
@@ -646,16 +665,17 @@ impl Drop for WaitGuard<'_> {
 }
 
 struct Ended {
-    result: Result<Result<Suggestion, Dropped>, ProviderError>,
+    /// `None` when the call was aborted for a newer one.
+    result: Option<Result<Result<Suggestion, Dropped>, ProviderError>>,
     work: Duration,
 }
 
 async fn wait_end(mut rx: watch::Receiver<Progress>) -> Ended {
     let got = rx.wait_for(|p| p.end.is_some()).await;
     match got {
-        Ok(p) => Ended { result: p.end.clone().unwrap_or(Ok(Err(Dropped::Empty))), work: p.work },
+        Ok(p) => Ended { result: p.end.clone(), work: p.work },
         // The task was aborted (superseded by a newer call): nothing to show.
-        Err(_) => Ended { result: Ok(Err(Dropped::Empty)), work: Duration::ZERO },
+        Err(_) => Ended { result: None, work: Duration::ZERO },
     }
 }
 

@@ -57,9 +57,11 @@ impl Autocomplete {
                 let (params, error) = match &status {
                     Status::Fetching => (json!({"state": "fetching"}), None),
                     Status::Idle => {
+                        // A success ends the run of failures: the next one is shown again.
                         shown.store(false, Ordering::Relaxed);
                         (json!({"state": "idle"}), None)
                     }
+                    Status::Cancelled => (json!({"state": "idle"}), None),
                     Status::Error(e) => {
                         (json!({"state": "error", "reason": e.to_string(), "provider": e.provider}), Some(e))
                     }

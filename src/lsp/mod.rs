@@ -40,6 +40,8 @@ use crate::{
 
 /// JSON-RPC `RequestFailed` (LSP 3.17): the request was valid but could not be served.
 const REQUEST_FAILED: i64 = -32803;
+/// Messages handled at once (see `serve_stdio`).
+const CONCURRENCY: usize = 32;
 /// How long a request waits for the first discovery (probes take at most about a second).
 const DISCOVERY_WAIT: Duration = Duration::from_secs(3);
 /// With no provider found, a request looks again after this long, so a local server started
@@ -218,7 +220,10 @@ pub async fn serve_stdio() -> i32 {
         .custom_method(transport::MALFORMED, QuillServer::malformed)
         .finish();
     let stdin = transport::sanitized(tokio::io::stdin());
-    Server::new(stdin, tokio::io::stdout(), socket).serve(service).await;
+    // tower-lsp-server runs at most this many messages at once, notifications included. A
+    // suggestion request waits for its provider; with the default of 4, a client that does not
+    // cancel stale requests would hold every slot and delay `didChange`.
+    Server::new(stdin, tokio::io::stdout(), socket).concurrency_level(CONCURRENCY).serve(service).await;
     if shutdown.load(Ordering::SeqCst) { 0 } else { 1 }
 }
 
