@@ -270,3 +270,25 @@ async fn typing_an_opener_that_the_editor_auto_closes_still_reuses_the_suggestio
     assert_eq!(again.end - again.start, 1, "the item spans the auto-inserted `)`");
     assert_eq!(src.count(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn out_of_time_the_text_streamed_so_far_is_used_and_silence_is_an_error() {
+    let slow = Arc::new(Scripted {
+        gap: Duration::from_secs(5),
+        ..Arc::into_inner(Scripted::new(|_| vec!["answer(".into(), "1, 2);\n".into()])).expect("sole owner")
+    });
+    let settings = Settings { timeout: Duration::from_secs(2), ..settings() };
+    let sched = Scheduler::new(slow.clone(), settings.clone());
+    let store = Store::new();
+    let cursor = open(&store, "fn main() {\n    let x = $0\n}\n", 1);
+    let partial = sched.suggest(request(&store, cursor)).await.expect("partial text is used");
+    assert_eq!(partial.result.expect("shown").text, "answer(");
+
+    let silent = Arc::new(Scripted {
+        ttft: Duration::from_secs(60),
+        ..Arc::into_inner(Scripted::new(|_| vec!["x".into()])).expect("sole owner")
+    });
+    let sched = Scheduler::new(silent, settings);
+    let err = sched.suggest(request(&store, cursor)).await.expect_err("nothing arrived in time");
+    assert!(err.to_string().contains("timeout") || err.to_string().contains("time"), "{err}");
+}

@@ -724,6 +724,8 @@ async fn run_flight(
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,
+        // Out of time mid-stream: what arrived is still worth showing (Cody does the same).
+        Err(_) if !tx.borrow().streamed.trim().is_empty() => Ok(tx.borrow().streamed.clone()),
         Err(_) => Err(ProviderError::new(
             &name,
             "autocomplete",
