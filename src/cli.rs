@@ -391,6 +391,8 @@ async fn complete_at(
     let provider = Provider::build(name, pc, model, env).map_err(|e| e.to_string())?;
 
     let abs = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+    // Resolved like the file, so the model sees a path relative to the workspace.
+    let root = root.map(|r| std::fs::canonicalize(&r).unwrap_or(r));
     let uri = format!("file://{}", abs.display());
     let store = crate::store::Store::new();
     let language_id = crate::syntax::Language::detect("", &uri).map_or("plaintext", |l| l.name());

@@ -20,8 +20,10 @@ use quill::{
 
 /// A provider double: each call streams `chunks` with `gap` between them, after `ttft`.
 /// It records every request, and counts streams dropped before their end (aborted calls).
+type Script = Box<dyn Fn(&CompletionRequest) -> Vec<String> + Send + Sync>;
+
 struct Scripted {
-    answer: Box<dyn Fn(&CompletionRequest) -> Vec<String> + Send + Sync>,
+    answer: Script,
     ttft: Duration,
     gap: Duration,
     requests: Mutex<Vec<CompletionRequest>>,

@@ -265,10 +265,8 @@ fn close_open_block(line: &str, frame: &Frame, language: Option<Language>) -> Op
             '(' => stack.push(')'),
             '[' => stack.push(']'),
             '{' => stack.push('}'),
-            ')' | ']' | '}' => {
-                if stack.last() == Some(&c) {
-                    stack.pop();
-                }
+            ')' | ']' | '}' if stack.last() == Some(&c) => {
+                stack.pop();
             }
             _ => {}
         }

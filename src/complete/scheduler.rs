@@ -336,10 +336,11 @@ impl Scheduler {
 
     /// Forget a closed document, aborting its provider call.
     pub fn close(&self, uri: &str) {
-        if let Some(mut d) = self.lock().docs.remove(uri)
-            && let Some(f) = d.flight.take()
-        {
+        let flight = self.lock().docs.remove(uri).and_then(|mut d| d.flight.take());
+        if let Some(f) = flight {
             f.task.abort();
+            self.stats.aborted.fetch_add(1, Ordering::Relaxed);
+            (self.on_status)(Status::Cancelled);
         }
     }
 
@@ -398,6 +399,8 @@ impl Scheduler {
                     if let Some(old) = doc.flight.take() {
                         old.task.abort();
                         self.stats.aborted.fetch_add(1, Ordering::Relaxed);
+                        // A new call may not follow (cache hit, superseded): say so.
+                        (self.on_status)(Status::Cancelled);
                     }
                     None
                 }

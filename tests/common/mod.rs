@@ -120,6 +120,58 @@ impl Lsp {
         self.response(&json!(id))
     }
 
+    /// Send a request without waiting for its response; returns its id, for [`Lsp::response`]
+    /// (or `$/cancelRequest`).
+    pub fn send_request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        json!(id)
+    }
+
+    /// Wait until a message matching `pred` has arrived, leaving it and every other message in
+    /// `seen`, in arrival order (for tests about the order of notifications).
+    pub fn wait_seen(&mut self, pred: impl Fn(&Value) -> bool) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.seen.iter().any(&pred) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.inbox.recv_timeout(left) {
+                Ok(msg) => {
+                    if msg.get("id").is_some() && msg.get("method").is_some() {
+                        let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": null});
+                        self.send(&reply);
+                    }
+                    self.seen.push(msg);
+                }
+                Err(RecvTimeoutError::Timeout) => panic!("timed out; messages seen: {:#?}", self.seen),
+                Err(RecvTimeoutError::Disconnected) => panic!("server closed stdout; seen: {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Like [`Lsp::wait_for`], but `None` when nothing matches within `within` (for liveness
+    /// checks that must fail rather than hang for [`TIMEOUT`]).
+    pub fn try_wait_for(&mut self, pred: impl Fn(&Value) -> bool, within: Duration) -> Option<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(i) = self.seen.iter().position(&pred) {
+                return Some(self.seen.remove(i));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.inbox.recv_timeout(left) {
+                Ok(msg) => {
+                    if msg.get("id").is_some() && msg.get("method").is_some() {
+                        let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": null});
+                        self.send(&reply);
+                    }
+                    self.seen.push(msg);
+                }
+                Err(RecvTimeoutError::Timeout) => return None,
+                Err(RecvTimeoutError::Disconnected) => panic!("server closed stdout; seen: {:#?}", self.seen),
+            }
+        }
+    }
+
     /// Wait for the response with this id, answering server requests on the way.
     pub fn response(&mut self, id: &Value) -> Result<Value, Value> {
         let msg = self.wait_for(|m| m.get("id") == Some(id) && m.get("method").is_none());

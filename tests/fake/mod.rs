@@ -66,6 +66,25 @@ pub enum Part {
     Cut,
     /// Send nothing more, keep the connection open until the client leaves.
     Stall,
+    /// Wait until the test opens this gate (noting a client close meanwhile).
+    Gate(Gate),
+}
+
+/// A latch a reply waits on ([`Reply::gate`]) until the test opens it: the test, not a timer,
+/// decides when the answer goes on, so the order of events is fixed.
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Arc<std::sync::atomic::AtomicBool>);
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+    pub fn open(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn is_open(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// A scripted answer.
@@ -102,6 +121,11 @@ impl Reply {
     }
     pub fn stall(mut self) -> Reply {
         self.parts.push(Part::Stall);
+        self
+    }
+    /// Wait for `gate` to open before the next part.
+    pub fn gate(mut self, gate: &Gate) -> Reply {
+        self.parts.push(Part::Gate(gate.clone()));
         self
     }
     /// A JSON answer in one piece.
@@ -302,6 +326,13 @@ async fn serve(mut sock: TcpStream, st: Arc<State>) -> std::io::Result<()> {
                 Part::Stall => {
                     watch_close(&mut sock, None, &st).await;
                     return Ok(());
+                }
+                Part::Gate(gate) => {
+                    while !gate.is_open() {
+                        if watch_close(&mut sock, Some(Duration::from_millis(2)), &st).await {
+                            return Ok(());
+                        }
+                    }
                 }
             }
         }
