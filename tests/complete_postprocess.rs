@@ -601,3 +601,21 @@ fn a_single_line_that_opens_a_block_is_kept() {
         "#]],
     );
 }
+
+/// Review regressions: text after the cursor that is not ASCII, and partial overlaps.
+#[test]
+fn a_suggestion_before_a_multibyte_character_does_not_panic() {
+    let (snap, cursor) = snapshot("rust", "fn main() {\n    let s = \"$0→\";\n}\n");
+    let r = std::panic::catch_unwind(|| finish(&snap, cursor, Mode::SingleLine, "x"));
+    assert!(r.is_ok(), "finish panicked");
+}
+
+#[test]
+fn overlap_never_overwrites_part_of_a_word() {
+    let (snap, cursor) = snapshot("rust", "fn main() {\n    foo($0, bar);\n}\n");
+    let doc = snap.text.to_string();
+    let s = finish(&snap, cursor, Mode::SingleLine, "a, b, c)").expect("shown");
+    let after = format!("{}{}{}", &doc[..cursor], s.text, &doc[s.replace_end..]);
+    assert!(!after.contains("c)ar"), "corrupted: {after:?}");
+    assert_eq!(s.replace_end, cursor, "nothing overwritten");
+}

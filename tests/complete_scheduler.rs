@@ -294,3 +294,103 @@ async fn out_of_time_the_text_streamed_so_far_is_used_and_silence_is_an_error() 
     let err = sched.suggest(request(&store, cursor)).await.expect_err("nothing arrived in time");
     assert!(err.to_string().contains("timeout") || err.to_string().contains("time"), "{err}");
 }
+
+/// Answers "import os" to Python prompts and "use std::io;" to the others.
+fn by_language(req: &CompletionRequest) -> Vec<String> {
+    let python = req.language.as_deref() == Some("python");
+    vec![if python { "import os\n" } else { "use std::io;\n" }.to_owned()]
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cache_does_not_cross_languages_or_files() {
+    let src = Scripted::new(by_language);
+    let sched = Scheduler::new(src.clone(), Settings { debounce: Duration::ZERO, ..settings() });
+    let store = Store::new();
+    let header = "# Copyright 2025 Example Corp. All rights reserved.\n\n";
+    store.open("file:///w/a.py", "python", 1, header, DEFAULT_MAX_PARSE_BYTES);
+    store.open("file:///w/b.rs", "rust", 1, header, DEFAULT_MAX_PARSE_BYTES);
+    let req = |uri: &str| Request {
+        snap: store.snapshot(uri).expect("open"),
+        cursor: header.len(),
+        manual: true,
+        path: Some(uri.into()),
+        others: Vec::new(),
+    };
+    let py = sched.suggest(req("file:///w/a.py")).await.expect("ok").result.expect("py");
+    assert_eq!(py.text, "import os");
+    let rs = sched.suggest(req("file:///w/b.rs")).await.expect("ok").result.expect("rs");
+    assert_eq!((rs.text.as_str(), rs.served), ("use std::io;", Served::Network));
+}
+
+/// A provider double whose stream streams a little text and then panics (a bug anywhere in the
+/// flight's task).
+struct Panicking(AtomicUsize);
+
+impl Source for Panicking {
+    fn open(&self, _req: CompletionRequest) -> Opening {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            let s = stream::unfold(0, |n| async move {
+                assert!(n == 0, "a bug in the flight task");
+                Some((Ok::<_, ProviderError>(Event::Delta("x".into())), n + 1))
+            });
+            Ok(Box::pin(s) as Deltas)
+        })
+    }
+    fn name(&self) -> &str {
+        "panicking"
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flight_that_died_is_not_adopted() {
+    let src = Arc::new(Panicking(AtomicUsize::new(0)));
+    let sched = Scheduler::new(src.clone(), Settings { debounce: Duration::ZERO, ..settings() });
+    let store = Store::new();
+    let cursor = open(&store, "fn main() {\n    let s = $0\n}\n", 1);
+    for _ in 0..3 {
+        let out = sched.suggest(request(&store, cursor)).await.expect("no provider error");
+        assert!(out.result.is_err(), "nothing to show from a dead call");
+    }
+    assert_eq!(src.0.load(Ordering::SeqCst), 3, "each request reached the provider");
+}
+
+#[tokio::test(start_paused = true)]
+async fn deleting_a_closer_is_not_taken_for_an_auto_inserted_one() {
+    let src = Scripted::new(|_| vec!["x))".into()]);
+    let sched = Scheduler::new(src.clone(), Settings { debounce: Duration::ZERO, ..settings() });
+    let store = Store::new();
+    let cursor = open(&store, "fn main() {\n    foo(bar($0))", 1);
+    let first = sched.suggest(request(&store, cursor)).await.expect("ok").result.expect("shown");
+    assert_eq!((first.text.as_str(), first.end - first.start), ("x))", 2));
+    // The user deletes a `)` after the cursor: the old answer's range would pass the end.
+    let cursor = open(&store, "fn main() {\n    foo(bar($0)", 2);
+    let len = store.snapshot(URI).expect("open").text.len_bytes();
+    if let Ok(a) = sched.suggest(request(&store, cursor)).await.expect("ok").result {
+        assert!(a.end <= len, "answer ends at {} past the end {len} ({:?})", a.end, a.served);
+        assert_ne!(a.served, Served::TypedAhead);
+    }
+}
+
+#[test]
+fn the_version_recheck_survives_non_ascii_text_near_its_window() {
+    use quill::complete::{Mode, rebase, scheduler::Answer};
+    let mut before = String::from("// ");
+    before.push_str(&"é".repeat(1200)); // the 2 KiB window edge falls inside an `é`
+    before.push_str("\nlet x = ");
+    let cursor = before.len();
+    let now = format!("{before}a");
+    let answer = Answer {
+        id: 1,
+        text: "abc;".into(),
+        start: cursor,
+        end: cursor,
+        served: Served::Network,
+        mode: Mode::SingleLine,
+    };
+    let (b, n) = (ropey::Rope::from_str(&before), ropey::Rope::from_str(&now));
+    assert_eq!(rebase(&answer, &b, &n), Some((cursor, cursor + 1)));
+    // A change that is not typing the answer's beginning drops it.
+    let other = ropey::Rope::from_str(&format!("{before}z"));
+    assert_eq!(rebase(&answer, &b, &other), None);
+}

@@ -68,22 +68,19 @@ pub fn rebase(answer: &scheduler::Answer, before: &Rope, now: &Rope) -> Option<(
     let (b_len, n_len) = (before.len_bytes(), now.len_bytes());
     let typed_len = n_len.checked_sub(b_len)?;
     let cursor = answer.start;
-    let same = |a: &Rope, ar: std::ops::Range<usize>, b: &Rope, br: std::ops::Range<usize>| match (
-        a.get_byte_slice(ar),
-        b.get_byte_slice(br),
-    ) {
-        (Some(x), Some(y)) => x == y,
-        _ => false,
+    // Byte iterators, not slices: a window edge may fall inside a character.
+    let same = |a: &Rope, a_at: usize, b: &Rope, b_at: usize, n: usize| {
+        a_at + n <= a.len_bytes() && b_at + n <= b.len_bytes() && a.bytes_at(a_at).take(n).eq(b.bytes_at(b_at).take(n))
     };
     let lo = cursor.saturating_sub(WINDOW);
-    if !same(before, lo..cursor, now, lo..cursor) {
+    if cursor > b_len || !same(before, lo, now, lo, cursor - lo) {
         return None;
     }
     let hi = (cursor + WINDOW).min(b_len);
-    if !same(before, cursor..hi, now, cursor + typed_len..hi + typed_len) {
+    if !same(before, cursor, now, cursor + typed_len, hi - cursor) {
         return None;
     }
-    let typed = now.get_byte_slice(cursor..cursor + typed_len)?.to_string();
+    let typed = String::from_utf8(now.bytes_at(cursor).take(typed_len).collect()).ok()?;
     if !answer.text.starts_with(&typed) || (typed_len > 0 && answer.text.len() == typed.len()) {
         return None;
     }

@@ -649,18 +649,8 @@ fn slice_string(text: &Rope, range: Range<usize>, max: usize) -> String {
 
 /// Whether the document's bytes from `at` start with `s`.
 fn starts_with_at(text: &Rope, at: usize, s: &str) -> bool {
-    if at + s.len() > text.len_bytes() {
-        return false;
-    }
-    let mut want = s.as_bytes();
-    for chunk in text.byte_slice(at..at + s.len()).chunks() {
-        let Some((head, rest)) = want.split_at_checked(chunk.len()) else { return false };
-        if head != chunk.as_bytes() {
-            return false;
-        }
-        want = rest;
-    }
-    true
+    // Byte by byte: `at + s.len()` may fall inside a character of the document.
+    at + s.len() <= text.len_bytes() && text.bytes_at(at).take(s.len()).eq(s.bytes())
 }
 
 fn starts_with_word(s: &str, word: &str) -> bool {
@@ -821,6 +811,12 @@ fn overlap_len(text: &str, line_suffix: &str) -> usize {
         if !c.is_whitespace() {
             solid = i + needle.len();
         }
+    }
+    // A partial match may overwrite closers and punctuation, never part of the user's words:
+    // `foo(█, bar);` + `a, b, c)` must not eat `, b` and leave `c)ar);`.
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    if solid < target.len() && target[..solid].chars().any(word) {
+        return 0;
     }
     solid
 }

@@ -249,10 +249,12 @@ impl Anchor {
         } else {
             let c = now.suffix.chars().next().filter(|c| matches!(c, ')' | ']' | '}' | '"' | '\'' | '`' | '>'))?;
             let rest = &now.suffix[c.len_utf8()..];
-            // The suffix budget may cut a different last line; the start must agree.
-            let (a, b) = (rest.as_bytes(), self.suffix.as_bytes());
-            let n = a.len().min(b.len());
-            if a[..n] != b[..n] {
+            // The rest must be the old suffix. Only where the budget ends may they differ: one
+            // more character can push the last whole line out.
+            let head = |s: &str| s.rfind('\n').map_or(0, |i| i + 1);
+            let (old_head, rest_head) = (&self.suffix[..head(&self.suffix)], &rest[..head(rest)]);
+            let budget_cut = !old_head.is_empty() && rest.starts_with(old_head) && self.suffix.starts_with(rest_head);
+            if rest != self.suffix && !budget_cut {
                 return None;
             }
             c.len_utf8()
@@ -275,6 +277,8 @@ struct Flight {
     /// Requests waiting on this call; when the last one leaves unanswered, the grace period
     /// starts.
     waiters: usize,
+    /// Bumped each time the call is orphaned, so only the latest grace timer may abort it.
+    orphaned: u64,
 }
 
 #[derive(Default)]
@@ -377,7 +381,7 @@ impl Scheduler {
         };
         let mode = if self.settings.multiline { mode } else { Mode::SingleLine };
         let ctx = context::doc_context(&req.snap, req.cursor, &self.settings.budget);
-        let key = cache_key(&ctx, mode);
+        let key = cache_key(&ctx, mode, &req.snap.language_id, req.path.as_deref());
 
         // Reuse, newest state first; start waiting on a flight that can still serve.
         let (seq, adopt) = {
@@ -467,7 +471,9 @@ impl Scheduler {
             cursor: ctx.cursor,
             mode,
         };
-        let (id, progress) = self.launch(&uri, creq, anchor.clone(), &req.snap, &ctx, key);
+        let Some((id, progress)) = self.launch(&uri, creq, anchor.clone(), &req.snap, &ctx, key, seq) else {
+            return Ok(clock.done(Err(Nothing::Superseded)));
+        };
         let guard = WaitGuard { sched: self, uri: &uri, id, answered: false };
         clock.pause();
         let end = wait_end(progress).await;
@@ -484,7 +490,14 @@ impl Scheduler {
         snap: &Snapshot,
         ctx: &DocContext,
         key: u64,
-    ) -> (u64, watch::Receiver<Progress>) {
+        seq: u64,
+    ) -> Option<(u64, watch::Receiver<Progress>)> {
+        // The flight is registered under the lock before its task can finish and look for it;
+        // and a newer request that got here first is not replaced by this older one.
+        let mut st = self.lock();
+        if st.docs.get(uri).map(|d| d.seq) != Some(seq) {
+            return None;
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(Progress::default());
         self.stats.provider_requests.fetch_add(1, Ordering::Relaxed);
@@ -500,9 +513,11 @@ impl Scheduler {
         let uri_owned = uri.to_owned();
         let task_anchor = anchor.clone();
         (on_status)(Status::Fetching);
-        // The flight is registered under the lock before its task can finish and look for it.
-        let mut st = self.lock();
+        let guard = FlightGuard { state: state.clone(), uri: uri_owned.clone(), id, on_status: on_status.clone() };
         let task = tokio::spawn(async move {
+            // Unregisters the flight however the task ends (a panic in a pure stage included),
+            // so a dead flight is never adopted.
+            let _guard = guard;
             let outcome = run_flight(&*source, creq, &snap, &task_anchor, timeout, &tx, &stats).await;
             let mut work = tx.borrow().work;
             let started = Instant::now();
@@ -532,13 +547,13 @@ impl Scheduler {
                 p.work = work;
             });
         });
-        let flight = Flight { id, anchor, progress: rx.clone(), task: task.abort_handle(), waiters: 1 };
+        let flight = Flight { id, anchor, progress: rx.clone(), task: task.abort_handle(), waiters: 1, orphaned: 0 };
         let doc = st.docs.entry(uri.to_owned()).or_default();
         if let Some(old) = doc.flight.replace(flight) {
             old.task.abort();
             self.stats.aborted.fetch_add(1, Ordering::Relaxed);
         }
-        (id, rx)
+        Some((id, rx))
     }
 
     /// Turn a finished call into this request's answer, re-checked against the document now.
@@ -589,6 +604,10 @@ impl Scheduler {
             return None;
         }
         let overwrite = s.replace_end - anchor.cursor;
+        // What the suggestion overwrites must still be there.
+        if ctx.suffix.get(auto..auto + overwrite) != anchor.suffix.get(..overwrite) {
+            return None;
+        }
         Some(Answer {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             text: rest.to_owned(),
@@ -606,14 +625,17 @@ impl Scheduler {
             match st.docs.get_mut(uri).and_then(|d| d.flight.as_mut()) {
                 Some(f) if f.id == id => {
                     f.waiters = f.waiters.saturating_sub(1);
-                    f.waiters == 0
+                    if f.waiters == 0 {
+                        f.orphaned += 1;
+                        Some(f.orphaned)
+                    } else {
+                        None
+                    }
                 }
-                _ => false,
+                _ => None,
             }
         };
-        if !orphaned {
-            return;
-        }
+        let Some(generation) = orphaned else { return };
         let state = self.state.clone();
         let stats = self.stats.clone();
         let uri = uri.to_owned();
@@ -623,7 +645,7 @@ impl Scheduler {
             tokio::time::sleep(grace).await;
             let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(doc) = st.docs.get_mut(&uri)
-                && doc.flight.as_ref().is_some_and(|f| f.id == id && f.waiters == 0)
+                && doc.flight.as_ref().is_some_and(|f| f.id == id && f.waiters == 0 && f.orphaned == generation)
                 && let Some(f) = doc.flight.take()
             {
                 f.task.abort();
@@ -643,12 +665,38 @@ fn can_serve(f: &Flight, now: &DocContext, snap: &Snapshot) -> bool {
     if typed.contains(['\n', '\r']) && f.anchor.mode == Mode::SingleLine {
         return false;
     }
+    if f.progress.has_changed().is_err() {
+        return false; // its task is gone (aborted or failed) without an answer
+    }
     let p = f.progress.borrow();
     if p.end.is_some() {
         return false; // finished: its answer is in `last` or was dropped
     }
     let streamed = p.streamed.as_str();
     streamed.starts_with(typed.as_str()) || typed.starts_with(streamed)
+}
+
+/// Removes a flight from its document when its task ends, unless a newer one replaced it.
+struct FlightGuard {
+    state: Arc<Mutex<State>>,
+    uri: String,
+    id: u64,
+    on_status: Arc<dyn Fn(Status) + Send + Sync>,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let removed = {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            match st.docs.get_mut(&self.uri) {
+                Some(doc) if doc.flight.as_ref().is_some_and(|f| f.id == self.id) => doc.flight.take().is_some(),
+                _ => false,
+            }
+        };
+        if removed {
+            (self.on_status)(Status::Cancelled);
+        }
+    }
 }
 
 /// Unregisters a waiter that leaves early (its future was dropped).
@@ -763,8 +811,12 @@ impl Overhead {
     }
 }
 
-fn cache_key(ctx: &DocContext, mode: Mode) -> u64 {
+/// The prompt's identity: its text around the cursor, and the document's language and path
+/// (two files may share a license header and nothing else).
+fn cache_key(ctx: &DocContext, mode: Mode, language_id: &str, path: Option<&str>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
+    language_id.hash(&mut h);
+    path.hash(&mut h);
     ctx.prefix.hash(&mut h);
     ctx.suffix.hash(&mut h);
     mode.hash(&mut h);
