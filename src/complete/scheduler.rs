@@ -471,7 +471,7 @@ impl Scheduler {
             cursor: ctx.cursor,
             mode,
         };
-        let Some((id, progress)) = self.launch(&uri, creq, anchor.clone(), &req.snap, &ctx, key, seq) else {
+        let Some((id, progress)) = self.launch(creq, anchor.clone(), &req.snap, key, seq) else {
             return Ok(clock.done(Err(Nothing::Superseded)));
         };
         let guard = WaitGuard { sched: self, uri: &uri, id, answered: false };
@@ -484,14 +484,13 @@ impl Scheduler {
     /// Start a provider call for `uri`, replacing (and aborting) any other.
     fn launch(
         &self,
-        uri: &str,
         creq: CompletionRequest,
         anchor: Anchor,
         snap: &Snapshot,
-        ctx: &DocContext,
         key: u64,
         seq: u64,
     ) -> Option<(u64, watch::Receiver<Progress>)> {
+        let uri = snap.uri.as_str();
         // The flight is registered under the lock before its task can finish and look for it;
         // and a newer request that got here first is not replaced by this older one.
         let mut st = self.lock();
@@ -501,7 +500,7 @@ impl Scheduler {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(Progress::default());
         self.stats.provider_requests.fetch_add(1, Ordering::Relaxed);
-        if trigger::mid_word(&snap.text, ctx.cursor) {
+        if trigger::mid_word(&snap.text, anchor.cursor) {
             self.stats.mid_word_requests.fetch_add(1, Ordering::Relaxed);
         }
         let source = self.source.clone();
