@@ -170,6 +170,20 @@ impl Store {
         })
     }
 
+    /// A snapshot without a tree and without reparsing: enough for the text-only checks that
+    /// run before anything needs syntax (autocomplete's typed-ahead reuse).
+    pub fn peek(&self, uri: &str) -> Option<Snapshot> {
+        self.docs.get(uri).map(|e| Snapshot {
+            uri: uri.to_owned(),
+            version: e.doc.version(),
+            language_id: e.doc.language_id().to_owned(),
+            language: e.doc.language(),
+            text: e.doc.text().clone(),
+            tree: None,
+            status: e.doc.status(),
+        })
+    }
+
     /// The text and version of a document, without touching its tree (no reparse).
     pub fn text(&self, uri: &str) -> Option<(i32, Rope)> {
         self.docs.get(uri).map(|e| (e.doc.version(), e.doc.text().clone()))

@@ -41,7 +41,7 @@ use super::{
 use crate::{
     config::CompletionConfig,
     provider::{CompletionRequest, ErrorKind, Event, Provider, ProviderError, TimeoutPhase},
-    store::Snapshot,
+    store::{Snapshot, Store},
 };
 
 /// A provider answer as a stream of events. Dropping it aborts the call.
@@ -135,6 +135,19 @@ pub struct Request {
     pub path: Option<String>,
     /// Other open documents of the same language, for snippets.
     pub others: Vec<OtherDoc>,
+}
+
+/// Where a suggestion is asked for, for [`Scheduler::suggest_in`].
+#[derive(Debug, Clone, Copy)]
+pub struct At<'a> {
+    pub uri: &'a str,
+    /// The document version `cursor` was computed for; another version answers `Stale`.
+    pub version: i32,
+    /// Byte offset in that version's text.
+    pub cursor: usize,
+    pub manual: bool,
+    /// The workspace root, for the paths shown to the model.
+    pub root: Option<&'a std::path::Path>,
 }
 
 /// A request without its snippet sources (moved out first).
@@ -361,6 +374,54 @@ impl Scheduler {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
         // matters (each update is a single insert or take), so a poisoned lock is used as is.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Answer a request for `uri` at byte `cursor`, reading the document from `store`. The
+    /// cheapest path goes first: typed-ahead reuse needs only the text, so a keystroke that types
+    /// into the last suggestion never waits for a reparse. Otherwise the snapshot (with its
+    /// incremental reparse) and the other open documents are taken, and [`Scheduler::suggest`]
+    /// runs; their cost counts in the outcome's overhead.
+    pub async fn suggest_in(&self, store: &Store, at: At<'_>) -> Result<Outcome, ProviderError> {
+        let started = Instant::now();
+        let stale = |started: Instant| Outcome { result: Err(Nothing::Stale), overhead: started.elapsed() };
+        let Some(peek) = store.peek(at.uri).filter(|p| p.version == at.version) else { return Ok(stale(started)) };
+        if !at.manual
+            && let Some(answer) = self.reuse_typed(&peek, at.cursor)
+        {
+            return Ok(Outcome { result: Ok(answer), overhead: started.elapsed() });
+        }
+        let Some(snap) = store.snapshot(at.uri) else { return Ok(stale(started)) };
+        if snap.version != peek.version {
+            return Ok(stale(started));
+        }
+        let others = match snap.language {
+            Some(lang) if self.settings.snippets.max_snippets > 0 => store
+                .texts_in(lang, at.uri, super::MAX_SNIPPET_DOCS)
+                .into_iter()
+                .map(|(uri, text)| OtherDoc { path: super::prompt_path(&uri, at.root), text })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let path = Some(super::prompt_path(at.uri, at.root));
+        let before = started.elapsed();
+        let mut out = self.suggest(Request { snap, cursor: at.cursor, manual: at.manual, path, others }).await?;
+        out.overhead += before;
+        Ok(out)
+    }
+
+    /// Typed-ahead reuse on a tree-less snapshot; counts as a request (it supersedes older
+    /// ones still waiting in the debounce).
+    fn reuse_typed(&self, snap: &Snapshot, cursor: usize) -> Option<Answer> {
+        if cursor > snap.text.len_bytes() {
+            return None;
+        }
+        let ctx = context::doc_context(snap, cursor, &self.settings.budget);
+        let mut st = self.lock();
+        let doc = st.docs.get_mut(&snap.uri)?;
+        let answer = doc.last.as_ref().and_then(|(a, s)| self.typed_ahead(a, s, &ctx, snap))?;
+        doc.seq += 1;
+        self.stats.served_typed_ahead.fetch_add(1, Ordering::Relaxed);
+        Some(answer)
     }
 
     /// Answer one request. Dropping the future (the client cancelled) is safe at every `.await`:

@@ -16,9 +16,8 @@ use tower_lsp_server::{Client, ls_types::*};
 use super::{Effective, ext};
 use crate::{
     complete::{
-        self, MAX_SNIPPET_DOCS,
-        context::OtherDoc,
-        scheduler::{Answer, Outcome, Request, Scheduler, Settings, Status},
+        self,
+        scheduler::{Answer, At, Outcome, Scheduler, Settings, Status},
     },
     config::Feature,
     position::{self, PositionEncoding},
@@ -117,7 +116,8 @@ impl Autocomplete {
 /// Everything a suggestion request needs besides the scheduler.
 pub struct Ask<'a> {
     pub store: &'a Store,
-    pub snap: Snapshot,
+    /// The document as the request found it (text only, see [`Store::peek`]).
+    pub peek: Snapshot,
     pub cursor: usize,
     pub manual: bool,
     pub root: Option<PathBuf>,
@@ -127,20 +127,10 @@ pub struct Ask<'a> {
 /// Run the pipeline, then re-check the answer against the document as it is now. `Some` with
 /// the answer and the range (in the current text) it replaces.
 pub async fn ask(sched: &Scheduler, ask: Ask<'_>) -> Result<Option<(Answer, Range)>, ProviderError> {
-    let Ask { store, snap, cursor, manual, root, enc } = ask;
-    let others: Vec<OtherDoc> = match (snap.language, sched.settings().snippets.max_snippets) {
-        (Some(lang), n) if n > 0 => store
-            .texts_in(lang, &snap.uri, MAX_SNIPPET_DOCS)
-            .into_iter()
-            .map(|(uri, text)| OtherDoc { path: complete::prompt_path(&uri, root.as_deref()), text })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let path = Some(complete::prompt_path(&snap.uri, root.as_deref()));
-    let uri = snap.uri.clone();
-    let before = snap.text.clone();
-    let version = snap.version;
-    let Outcome { result, overhead } = sched.suggest(Request { snap, cursor, manual, path, others }).await?;
+    let Ask { store, peek, cursor, manual, root, enc } = ask;
+    let uri = peek.uri.clone();
+    let at = At { uri: &uri, version: peek.version, cursor, manual, root: root.as_deref() };
+    let Outcome { result, overhead } = sched.suggest_in(store, at).await?;
     let answer = match result {
         Ok(a) => a,
         Err(why) => {
@@ -151,10 +141,10 @@ pub async fn ask(sched: &Scheduler, ask: Ask<'_>) -> Result<Option<(Answer, Rang
     tracing::debug!(uri, served = ?answer.served, ?overhead, "suggestion");
     // The document may have changed while the model answered.
     let Some((now_version, now)) = store.text(&uri) else { return Ok(None) };
-    let (start, end) = if now_version == version {
+    let (start, end) = if now_version == peek.version {
         (answer.start, answer.end)
     } else {
-        match complete::rebase(&answer, &before, &now) {
+        match complete::rebase(&answer, &peek.text, &now) {
             Some(r) => r,
             None => {
                 tracing::debug!(uri, "document changed; suggestion dropped");

@@ -365,8 +365,11 @@ impl QuillServer {
         tdp: &TextDocumentPositionParams,
         manual: bool,
     ) -> Result<Option<(complete::scheduler::Answer, Range)>> {
-        let snap = self.snapshot(&tdp.text_document.uri).map_err(to_rpc)?;
-        let ch = self.char_at(&snap, tdp.position).map_err(to_rpc)?;
+        // Text only: the reparse waits until the pipeline needs a tree (typed-ahead reuse
+        // does not).
+        let key = convert::uri_key(&tdp.text_document.uri);
+        let peek = self.store.peek(key).ok_or_else(|| to_rpc(Error::UnknownDocument(key.to_owned())))?;
+        let ch = self.char_at(&peek, tdp.position).map_err(to_rpc)?;
         self.require_provider(Feature::Completion).await?;
         let Some(eff) = self.effective().await else { return Ok(None) };
         if !eff.discovery.config.completion.enabled {
@@ -379,9 +382,9 @@ impl QuillServer {
                 return Ok(None);
             }
         };
-        let cursor = snap.text.char_to_byte(ch);
+        let cursor = peek.text.char_to_byte(ch);
         let root = self.session.read().ok().and_then(|s| s.root.clone());
-        let ask = autocomplete::Ask { store: &self.store, snap, cursor, manual, root, enc: self.encoding() };
+        let ask = autocomplete::Ask { store: &self.store, peek, cursor, manual, root, enc: self.encoding() };
         // Errors were already reported through the status pump.
         Ok(autocomplete::ask(&sched, ask).await.unwrap_or(None))
     }
