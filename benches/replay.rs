@@ -1486,11 +1486,12 @@ fn render(groups: &[(String, Tally)], knobs: &Knobs, real: Duration) -> String {
     let _ = writeln!(o, "### Overhead (real time inside Quill, ms)\n");
     let _ = writeln!(
         o,
-        "\"pipeline\" is the scheduler's own time per request (trigger, context, reuse, post-processing; \
-         not debounce or provider waits); for requests aborted by the next keystroke, the time spent \
-         polling them. \"+ sync\" adds the keystroke's store work: the edit, the incremental reparse, \
-         the snapshot and listing the open documents. \"provider\" rows are requests that started a \
-         provider call.\n"
+        "\"pipeline\" is `Scheduler::suggest_in` per request, as the LSP handler runs it: typed-ahead \
+         reuse on the text alone, else the snapshot with its incremental reparse, the open documents, \
+         trigger, context, snippets, reuse and post-processing (not debounce or provider waits); for \
+         requests aborted by the next keystroke, the time spent polling them. \"+ sync\" adds the \
+         keystroke's store work: applying the edit and the text-only peek. \"provider\" rows are \
+         requests that started a provider call.\n"
     );
     let _ = writeln!(
         o,
