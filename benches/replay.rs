@@ -342,20 +342,11 @@ fn find_bodies(lang: Language, text: &str) -> Vec<Body> {
         return Vec::new();
     }
     let Some(tree) = parser.parse(text, None) else { return Vec::new() };
-    let names = query.capture_names();
     let mut cursor = QueryCursor::new();
     let mut it = cursor.matches(query, tree.root_node(), text.as_bytes());
     let mut out: Vec<Body> = Vec::new();
     while let Some(m) = it.next() {
-        let mut body = None;
-        let mut opener = None;
-        for c in m.captures() {
-            match names.get(c.index as usize).copied() {
-                Some("block.body") => body = Some(c.node),
-                Some("block.opener") => opener = Some(c.node),
-                _ => {}
-            }
-        }
+        let (body, opener) = syntax::block_captures(query, m);
         let Some(node) = body else { continue };
         let (start, end) = (node.start_byte(), node.end_byte());
         let braced = match opener {

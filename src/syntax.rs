@@ -243,6 +243,24 @@ fn kind_from_stem(stem: &str) -> Option<QueryKind> {
     QueryKind::ALL.iter().copied().find(|k| k.file_stem() == stem)
 }
 
+/// The `@block.body` and `@block.opener` nodes of one match of a `blocks` query (see the
+/// capture contract in `tests/queries.rs`).
+pub fn block_captures<'t>(
+    query: &Query,
+    m: &tree_sitter::QueryMatch<'_, 't>,
+) -> (Option<tree_sitter::Node<'t>>, Option<tree_sitter::Node<'t>>) {
+    let names = query.capture_names();
+    let (mut body, mut opener) = (None, None);
+    for c in m.captures() {
+        match names.get(c.index as usize).copied() {
+            Some("block.body") => body = Some(c.node),
+            Some("block.opener") => opener = Some(c.node),
+            _ => {}
+        }
+    }
+    (body, opener)
+}
+
 /// The compiled query for a language and kind, compiling it on first use.
 ///
 /// `None` switches the feature off for that language. The reason is logged once: at debug level

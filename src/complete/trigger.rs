@@ -259,7 +259,6 @@ fn blocks_rooted_at<'t>(
     node: Node<'t>,
     range: std::ops::Range<usize>,
 ) -> Vec<Block<'t>> {
-    let names = query.capture_names();
     qc.set_max_start_depth(Some(0));
     qc.set_byte_range(range);
     // The blocks queries have no text predicates, but the provider must still be right: it reads
@@ -271,15 +270,7 @@ fn blocks_rooted_at<'t>(
     let mut out = Vec::new();
     let mut it = qc.matches(query, node, provider);
     while let Some(m) = it.next() {
-        let mut body = None;
-        let mut opener = None;
-        for c in m.captures() {
-            match names.get(c.index as usize).copied() {
-                Some("block.body") => body = Some(c.node),
-                Some("block.opener") => opener = Some(c.node),
-                _ => {}
-            }
-        }
+        let (body, opener) = syntax::block_captures(query, m);
         if let Some(body) = body {
             out.push(Block { body, opener });
         }

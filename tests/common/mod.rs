@@ -134,17 +134,8 @@ impl Lsp {
     pub fn wait_seen(&mut self, pred: impl Fn(&Value) -> bool) {
         let deadline = Instant::now() + TIMEOUT;
         while !self.seen.iter().any(&pred) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.inbox.recv_timeout(left) {
-                Ok(msg) => {
-                    if msg.get("id").is_some() && msg.get("method").is_some() {
-                        let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": null});
-                        self.send(&reply);
-                    }
-                    self.seen.push(msg);
-                }
-                Err(RecvTimeoutError::Timeout) => panic!("timed out; messages seen: {:#?}", self.seen),
-                Err(RecvTimeoutError::Disconnected) => panic!("server closed stdout; seen: {:#?}", self.seen),
+            if !self.receive(deadline) {
+                panic!("timed out; messages seen: {:#?}", self.seen);
             }
         }
     }
@@ -157,18 +148,27 @@ impl Lsp {
             if let Some(i) = self.seen.iter().position(&pred) {
                 return Some(self.seen.remove(i));
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.inbox.recv_timeout(left) {
-                Ok(msg) => {
-                    if msg.get("id").is_some() && msg.get("method").is_some() {
-                        let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": null});
-                        self.send(&reply);
-                    }
-                    self.seen.push(msg);
-                }
-                Err(RecvTimeoutError::Timeout) => return None,
-                Err(RecvTimeoutError::Disconnected) => panic!("server closed stdout; seen: {:#?}", self.seen),
+            if !self.receive(deadline) {
+                return None;
             }
+        }
+    }
+
+    /// Move one message from the server into `seen`, answering server-to-client requests so the
+    /// server never waits on us. `false` when `deadline` passed first.
+    fn receive(&mut self, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.inbox.recv_timeout(left) {
+            Ok(msg) => {
+                if msg.get("id").is_some() && msg.get("method").is_some() {
+                    let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": null});
+                    self.send(&reply);
+                }
+                self.seen.push(msg);
+                true
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => panic!("server closed stdout; seen: {:#?}", self.seen),
         }
     }
 
@@ -188,18 +188,8 @@ impl Lsp {
             if let Some(i) = self.seen.iter().position(&pred) {
                 return self.seen.remove(i);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.inbox.recv_timeout(left) {
-                Ok(msg) => {
-                    // Answer server-to-client requests so the server never waits on us.
-                    if msg.get("id").is_some() && msg.get("method").is_some() {
-                        let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": null});
-                        self.send(&reply);
-                    }
-                    self.seen.push(msg);
-                }
-                Err(RecvTimeoutError::Timeout) => panic!("timed out; messages seen: {:#?}", self.seen),
-                Err(RecvTimeoutError::Disconnected) => panic!("server closed stdout; seen: {:#?}", self.seen),
+            if !self.receive(deadline) {
+                panic!("timed out; messages seen: {:#?}", self.seen);
             }
         }
     }
