@@ -3,6 +3,7 @@
 //! The binary (`src/main.rs`) is a thin CLI over this library; see `docs/ARCHITECTURE.md` for the
 //! code map and the invariants each module keeps.
 
+pub mod chat;
 pub mod cli;
 pub mod complete;
 pub mod config;
