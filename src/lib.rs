@@ -8,6 +8,7 @@ pub mod cli;
 pub mod complete;
 pub mod config;
 pub mod document;
+pub mod edit;
 pub mod error;
 pub mod lsp;
 pub mod position;
