@@ -20,6 +20,28 @@ use crate::{
     syntax::Language,
 };
 
+/// The path of a `file://` URI (the store's keys), percent-decoded; `None` for other schemes.
+pub fn uri_path(uri: &str) -> Option<String> {
+    let path = uri.strip_prefix("file://")?;
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = path.get(i + 1..i + 3)
+            && hex.bytes().all(|b| b.is_ascii_hexdigit())
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    Some(String::from_utf8(out).unwrap_or_else(|_| path.to_owned()))
+}
+
 /// An owned, immutable view of a document at one version.
 #[derive(Clone)]
 pub struct Snapshot {

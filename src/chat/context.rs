@@ -504,24 +504,7 @@ fn lang_tag(uri: &str, language_id: &str) -> String {
 
 /// A `file://` URI as a path (percent-decoded); other URIs as they are.
 pub fn display_path(uri: &str) -> String {
-    let Some(path) = uri.strip_prefix("file://") else { return uri.to_owned() };
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = path.get(i + 1..i + 3)
-            && hex.bytes().all(|b| b.is_ascii_hexdigit())
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap_or_else(|_| path.to_owned())
+    crate::store::uri_path(uri).unwrap_or_else(|| uri.to_owned())
 }
 
 #[cfg(test)]

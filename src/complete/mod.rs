@@ -29,7 +29,7 @@ pub const MAX_SNIPPET_DOCS: usize = 10;
 /// A document's path for prompts: relative to the workspace root when inside it, else the
 /// file path, else the URI as is.
 pub fn prompt_path(uri: &str, root: Option<&Path>) -> String {
-    let path = uri.strip_prefix("file://").map(percent_decode);
+    let path = crate::store::uri_path(uri);
     match (path, root) {
         (Some(p), Some(root)) => match Path::new(&p).strip_prefix(root) {
             Ok(rel) => rel.to_string_lossy().into_owned(),
@@ -38,25 +38,6 @@ pub fn prompt_path(uri: &str, root: Option<&Path>) -> String {
         (Some(p), None) => p,
         (None, _) => uri.to_owned(),
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = s.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Re-check an answer computed on `before` against the document `now`. `Some` when it still
