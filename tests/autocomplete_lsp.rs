@@ -4,9 +4,6 @@
 //! Every test asserts what a user or an editor sees, never how long it took. The order of events
 //! is fixed by gates in the fake (the test decides when an answer goes on) and by round trips to
 //! the server, not by sleeps; deadlines are generous, for a loaded CI machine.
-//!
-//! Assertions marked `REAL STAGES` need the real `complete::{trigger, context, postprocess}`:
-//! against the stubs (always single-line, no snippets) they fail.
 
 mod common;
 mod fake;
@@ -328,7 +325,7 @@ fn completion_fallback_is_one_incomplete_item_labelled_by_its_first_line() {
     let (uri, pos) = w.open("src/lib.rs", "rust", "fn g() {\n    $0\n}\n");
     let r = w.lsp.request("textDocument/completion", params(&uri, pos)).expect("completion");
     let item = only_item(&r);
-    // REAL STAGES: the stub trigger never asks for a block, so the suggestion stays one line.
+    // An empty block: the suggestion is multi-line, and the label says there is more.
     assert_eq!(item["label"], "let a = 1;…", "{item}");
     assert_eq!(item["textEdit"]["newText"], "let a = 1;\n    let b = 2;", "{item}");
 }
@@ -548,7 +545,7 @@ fn prompt_names_the_file_relative_to_the_workspace_and_quotes_related_documents(
         user.contains("    let items: Vec<Item> = Vec::new();\n    let total = <cursor/>\n}"),
         "prefix and suffix around the cursor: {user}"
     );
-    // REAL STAGES: snippets come from the context stage (the stub finds none).
+    // The open document that shares identifiers is quoted; the Python one is not.
     assert!(user.contains("<snippet path=\"src/util.rs\">"), "a snippet from the related document: {user}");
     assert!(user.contains("item.price * item.quantity"), "{user}");
     assert!(!user.contains("total.py"), "only documents of the same language: {user}");
@@ -693,9 +690,7 @@ fn a_cancelled_requests_provider_call_serves_the_next_keystroke() {
 
 /// Requests waiting on a slow provider must not hold up document sync, other requests or
 /// cancellation: the server answers them while the provider has not answered yet.
-///
-/// SRC BUG: fails while `serve_stdio` keeps tower-lsp-server's default of 4 requests in flight:
-/// the fifth message is not handled until one of them ends.
+/// (tower-lsp-server's default of 4 messages at once would hold the fifth back.)
 #[test]
 fn requests_waiting_on_a_slow_provider_do_not_block_other_messages() {
     let gate = Gate::new();
@@ -728,15 +723,15 @@ fn requests_waiting_on_a_slow_provider_do_not_block_other_messages() {
 
 /// A provider call aborted because its document closed ends in `idle`, so a status item does
 /// not show "fetching" for ever.
-///
-/// SRC BUG: fails while `Scheduler::close` (and the abort of a flight that can no longer serve)
-/// aborts the call without reporting `Status::Idle`.
 #[test]
 fn status_returns_to_idle_when_a_call_is_aborted() {
     let mut w = World::always(Reply::silent());
     let (uri, pos) = w.open("src/main.rs", "rust", LET_X);
     let id = w.send_inline(&uri, pos, INVOKED);
     w.lsp.wait_seen(|m| is_status(m, "fetching"));
+    // `fetching` is sent as the call starts; close only once the request has reached the
+    // provider, or there is no connection to see closed.
+    w.wait_requests(1);
     w.lsp.notify("textDocument/didClose", json!({"textDocument": {"uri": uri}}));
     assert_eq!(w.lsp.response(&id), Ok(json!({"items": []})));
     assert!(w.closed_within(Duration::from_secs(5)), "the provider connection is closed");
@@ -746,9 +741,7 @@ fn status_returns_to_idle_when_a_call_is_aborted() {
 
 /// `quill complete` shows the model the file's path relative to the workspace, however the
 /// workspace was given.
-///
-/// SRC BUG: fails with `--workspace .`, which `complete_at` does not make absolute before
-/// `prompt_path`, so the model sees the absolute path.
+/// (`--workspace .` must be resolved like the file, or the model sees an absolute path.)
 #[test]
 fn quill_complete_names_the_file_relative_to_the_workspace() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
