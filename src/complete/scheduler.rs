@@ -100,12 +100,11 @@ impl Settings {
             prefix_share: c.prefix_share,
             suffix_share: c.suffix_share,
         };
-        // Snippets get what is left of 90% of the window (10% is kept for the template).
-        let total = (0.9 * c.context_tokens as f32 * budget.chars_per_token) as usize;
-        let used = ((c.prefix_share + c.suffix_share) * c.context_tokens as f32 * budget.chars_per_token) as usize;
+        // Snippets get what prefix and suffix leave of the total (10% is kept for the template).
+        let used = budget.prefix_chars() + budget.suffix_chars();
         let snippets = SnippetOptions {
             max_snippets: c.snippets,
-            max_chars: total.saturating_sub(used),
+            max_chars: budget.total_chars().saturating_sub(used),
             time_budget: Duration::from_millis(c.snippet_budget_ms),
             ..SnippetOptions::default()
         };
