@@ -33,9 +33,9 @@ pub struct Config {
     /// Routing and settings for autocomplete.
     pub completion: CompletionConfig,
     /// Routing and settings for chat.
-    pub chat: FeatureConfig,
+    pub chat: ChatConfig,
     /// Routing and settings for edits (code actions and `quill.edit`).
-    pub edit: FeatureConfig,
+    pub edit: EditConfig,
     /// How documents are held.
     pub documents: DocumentsConfig,
 }
@@ -219,7 +219,7 @@ impl ProviderKind {
     }
 }
 
-/// Per-feature routing.
+/// A feature's routing: the provider and model override (see [`Config::feature`]).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct FeatureConfig {
@@ -292,6 +292,61 @@ impl Default for CompletionConfig {
     }
 }
 
+/// Chat: routing plus the turn budget. Defaults follow Cody's chat budgets (about 7,000 input and
+/// 4,000 output tokens).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Which entry of `[providers]` serves chat.
+    pub provider: Option<String>,
+    /// Overrides the provider's `model` for chat.
+    pub model: Option<String>,
+    /// The whole prompt budget of one turn (system prompt, context, history and message), in
+    /// tokens (3.5 characters each).
+    #[schemars(range(min = 256))]
+    pub context_tokens: usize,
+    /// Share of `context_tokens` that mentioned context (files, ranges, symbols) may take.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub context_share: f32,
+    /// Most tokens generated per reply.
+    #[schemars(range(min = 1))]
+    pub max_tokens: u32,
+    pub temperature: f32,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            provider: None,
+            model: None,
+            context_tokens: 8192,
+            context_share: 0.5,
+            max_tokens: 4000,
+            temperature: 0.3,
+        }
+    }
+}
+
+/// Edits: routing plus the answer budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct EditConfig {
+    /// Which entry of `[providers]` serves edits.
+    pub provider: Option<String>,
+    /// Overrides the provider's `model` for edits.
+    pub model: Option<String>,
+    /// Most tokens generated per edit (the replacement code).
+    #[schemars(range(min = 1))]
+    pub max_tokens: u32,
+    pub temperature: f32,
+}
+
+impl Default for EditConfig {
+    fn default() -> Self {
+        EditConfig { provider: None, model: None, max_tokens: 4096, temperature: 0.1 }
+    }
+}
+
 /// Document handling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -350,8 +405,8 @@ impl Config {
             Feature::Completion => {
                 FeatureConfig { provider: self.completion.provider.clone(), model: self.completion.model.clone() }
             }
-            Feature::Chat => self.chat.clone(),
-            Feature::Edit => self.edit.clone(),
+            Feature::Chat => FeatureConfig { provider: self.chat.provider.clone(), model: self.chat.model.clone() },
+            Feature::Edit => FeatureConfig { provider: self.edit.provider.clone(), model: self.edit.model.clone() },
         }
     }
 
@@ -401,6 +456,24 @@ impl Config {
         }
         if !(0.0..=2.0).contains(&c.temperature) {
             return Err(("completion.temperature".into(), "must be between 0 and 2".into()));
+        }
+        let chat = &self.chat;
+        if chat.context_tokens < 256 {
+            return Err(("chat.context_tokens".into(), "must be at least 256".into()));
+        }
+        if !share_ok(chat.context_share) {
+            return Err(("chat.context_share".into(), "must be between 0 and 1".into()));
+        }
+        for (key, max_tokens, temperature) in [
+            ("chat", chat.max_tokens, chat.temperature),
+            ("edit", self.edit.max_tokens, self.edit.temperature),
+        ] {
+            if max_tokens == 0 {
+                return Err((format!("{key}.max_tokens"), "must be at least 1".into()));
+            }
+            if !(0.0..=2.0).contains(&temperature) {
+                return Err((format!("{key}.temperature"), "must be between 0 and 2".into()));
+            }
         }
         for feature in Feature::ALL {
             if let Some(name) = &self.feature(feature).provider

@@ -40,3 +40,22 @@ impl tower_lsp_server::ls_types::notification::Notification for Status {
     type Params = serde_json::Value;
     const METHOD: &'static str = "quill/status";
 }
+
+/// `quill/edit`: the `WorkspaceEdit` an edit would make, without applying it (see `lsp/edit.rs`).
+pub const EDIT: &str = "quill/edit";
+/// `workspace/executeCommand` that runs an edit and applies it with `workspace/applyEdit`.
+/// Arguments: one object `{uri, range, instruction?, intent?}`.
+pub const EDIT_COMMAND: &str = "quill.edit";
+/// `workspace/executeCommand` that explains a selection in a new chat (the "Quill: Explain" code
+/// action). Arguments: one object `{uri, range}`.
+pub const EXPLAIN_COMMAND: &str = "quill.explain";
+
+/// Chat requests (see `lsp/chat.rs` and docs/protocol.md).
+pub const CHAT_NEW: &str = "quill/chat/new";
+pub const CHAT_SEND: &str = "quill/chat/send";
+pub const CHAT_CANCEL: &str = "quill/chat/cancel";
+pub const CHAT_LIST: &str = "quill/chat/list";
+pub const CHAT_HISTORY: &str = "quill/chat/history";
+pub const CHAT_DELETE: &str = "quill/chat/delete";
+/// `quill/models`: the providers and models configured per feature.
+pub const MODELS: &str = "quill/models";

@@ -5,7 +5,9 @@
 //! before they await anything.
 
 pub mod autocomplete;
+pub mod chat;
 pub mod convert;
+pub mod edit;
 pub mod ext;
 pub mod transport;
 
@@ -200,6 +202,10 @@ pub struct QuillServer {
     startup_errors: RwLock<Vec<ConfigError>>,
     providers: Arc<Providers>,
     autocomplete: autocomplete::Autocomplete,
+    edits: edit::Edits,
+    chats: chat::Chats,
+    /// What the client said it supports, from `initialize`.
+    client_caps: OnceLock<ClientCapabilities>,
     shutdown_requested: Arc<AtomicBool>,
 }
 
@@ -217,6 +223,14 @@ pub async fn serve_stdio() -> i32 {
     let (service, socket) = LspService::build(move |client| QuillServer::new(client, flag.clone()))
         .custom_method(ext::DOCUMENT, QuillServer::document)
         .custom_method(ext::INLINE_COMPLETION, QuillServer::inline_completion)
+        .custom_method(ext::EDIT, QuillServer::edit_preview)
+        .custom_method(ext::CHAT_NEW, QuillServer::chat_new)
+        .custom_method(ext::CHAT_SEND, QuillServer::chat_send)
+        .custom_method(ext::CHAT_CANCEL, QuillServer::chat_cancel)
+        .custom_method(ext::CHAT_LIST, QuillServer::chat_list)
+        .custom_method(ext::CHAT_HISTORY, QuillServer::chat_history)
+        .custom_method(ext::CHAT_DELETE, QuillServer::chat_delete)
+        .custom_method(ext::MODELS, QuillServer::models)
         .custom_method(transport::MALFORMED, QuillServer::malformed)
         .finish();
     let stdin = transport::sanitized(tokio::io::stdin());
@@ -238,6 +252,9 @@ impl QuillServer {
             startup_errors: RwLock::new(Vec::new()),
             providers: Arc::new(Providers::new()),
             autocomplete: autocomplete::Autocomplete::default(),
+            edits: edit::Edits::default(),
+            chats: chat::Chats::default(),
+            client_caps: OnceLock::new(),
             shutdown_requested,
         }
     }
@@ -415,7 +432,7 @@ fn server_capabilities(enc: PositionEncoding) -> ServerCapabilities {
             ..Default::default()
         })),
         execute_command_provider: Some(ExecuteCommandOptions {
-            commands: vec![autocomplete::ACCEPT_COMMAND.into()],
+            commands: vec![autocomplete::ACCEPT_COMMAND.into(), ext::EDIT_COMMAND.into(), ext::EXPLAIN_COMMAND.into()],
             ..Default::default()
         }),
         ..Default::default()
@@ -434,6 +451,7 @@ impl LanguageServer for QuillServer {
         let offered = params.capabilities.general.as_ref().and_then(|g| g.position_encodings.as_ref());
         let enc = PositionEncoding::negotiate(offered.into_iter().flatten().map(|k| k.as_str()));
         let _ = self.encoding.set(enc);
+        let _ = self.client_caps.set(params.capabilities.clone());
 
         let root = workspace_root(&params);
         let (mut layers, mut errors) = config::file_layers(root.as_deref());
@@ -553,12 +571,11 @@ impl LanguageServer for QuillServer {
     }
 
     async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
-        // Input is checked now; the edit actions (issue 5) fill the answer.
-        let snap = self.snapshot(&params.text_document.uri).map_err(to_rpc)?;
-        self.char_at(&snap, params.range.start).map_err(to_rpc)?;
-        self.char_at(&snap, params.range.end).map_err(to_rpc)?;
-        self.require_provider(Feature::Edit).await?;
-        Ok(Some(Vec::new()))
+        self.code_actions(params).await
+    }
+
+    async fn code_action_resolve(&self, action: CodeAction) -> Result<CodeAction> {
+        self.resolve_code_action(action).await
     }
 
     async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<serde_json::Value>> {
@@ -577,6 +594,10 @@ impl LanguageServer for QuillServer {
             }
             return Ok(None);
         }
-        Err(to_rpc(Error::InvalidParams(format!("unknown command `{}`", params.command))))
+        match params.command.as_str() {
+            ext::EDIT_COMMAND => self.execute_edit(params.arguments).await,
+            ext::EXPLAIN_COMMAND => self.execute_explain(params.arguments).await,
+            _ => Err(to_rpc(Error::InvalidParams(format!("unknown command `{}`", params.command)))),
+        }
     }
 }

@@ -29,6 +29,9 @@ pub struct Lsp {
     pub seen: Vec<Value>,
     next_id: i64,
     pub home: tempfile::TempDir,
+    /// Answers server-to-client requests (`workspace/applyEdit`, `window/workDoneProgress/create`,
+    /// ...). `None` answers `null`. The default accepts every `workspace/applyEdit`.
+    answer: Box<dyn FnMut(&Value) -> Option<Value>>,
 }
 
 impl Lsp {
@@ -47,7 +50,17 @@ impl Lsp {
         Lsp::launch(xdg_config, Some(env))
     }
 
+    /// Start the server with these variables added to the test's environment (for example
+    /// `XDG_DATA_HOME`, to share chat history between two servers).
+    pub fn spawn_env(env: &[(&str, &str)]) -> Lsp {
+        Lsp::launch_with(None, None, env)
+    }
+
     fn launch(xdg_config: Option<&Path>, clean_env: Option<&[(&str, &str)]>) -> Lsp {
+        Lsp::launch_with(xdg_config, clean_env, &[])
+    }
+
+    fn launch_with(xdg_config: Option<&Path>, clean_env: Option<&[(&str, &str)]>, extra: &[(&str, &str)]) -> Lsp {
         let home = tempfile::tempdir().expect("tempdir");
         let mut cmd = Command::new(quill_bin());
         if clean_env.is_some() {
@@ -59,11 +72,13 @@ impl Lsp {
         cmd.arg("lsp")
             .env("HOME", home.path())
             .env("XDG_CONFIG_HOME", xdg_config.unwrap_or(home.path()))
+            // Chat history goes to the temporary home, never the user's.
+            .env("XDG_DATA_HOME", home.path().join("data"))
             .env("QUILL_LOG", "warn")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        for (k, v) in clean_env.unwrap_or_default() {
+        for (k, v) in clean_env.unwrap_or_default().iter().chain(extra) {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn quill");
@@ -78,7 +93,16 @@ impl Lsp {
                 }
             }
         });
-        Lsp { child, stdin, inbox: rx, seen: Vec::new(), next_id: 1, home }
+        let answer = Box::new(|msg: &Value| {
+            (msg["method"] == "workspace/applyEdit").then(|| json!({"applied": true}))
+        });
+        Lsp { child, stdin, inbox: rx, seen: Vec::new(), next_id: 1, home, answer }
+    }
+
+    /// Set how server-to-client requests are answered: `Some(result)`, or `None` for `null`.
+    /// Every request is still recorded in `seen`.
+    pub fn on_request(&mut self, answer: impl FnMut(&Value) -> Option<Value> + 'static) {
+        self.answer = Box::new(answer);
     }
 
     /// Start and complete the `initialize` handshake.
@@ -161,7 +185,8 @@ impl Lsp {
         match self.inbox.recv_timeout(left) {
             Ok(msg) => {
                 if msg.get("id").is_some() && msg.get("method").is_some() {
-                    let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": null});
+                    let result = (self.answer)(&msg).unwrap_or(Value::Null);
+                    let reply = json!({"jsonrpc": "2.0", "id": msg["id"], "result": result});
                     self.send(&reply);
                 }
                 self.seen.push(msg);

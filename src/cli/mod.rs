@@ -1,4 +1,5 @@
-//! The command line: `quill lsp` (the default), `quill check` and `quill config-schema`.
+//! The command line: `quill lsp` (the default), `quill check`, `quill config-schema`,
+//! `quill complete`, and `quill chat` and `quill edit` (in `chat.rs` and `edit.rs`).
 //!
 //! stdout belongs to the LSP transport in `quill lsp`; logs always go to stderr or a file.
 //! Other subcommands write their report to stdout through `report`, never `println!`.
@@ -12,6 +13,9 @@ use std::{
     process::ExitCode,
     time::Duration,
 };
+
+mod chat;
+mod edit;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -77,6 +81,10 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         workspace: Option<PathBuf>,
     },
+    /// Ask a question and stream the answer to stdout.
+    Chat(chat::ChatArgs),
+    /// Rewrite lines of a file from an instruction; print the change as a unified diff.
+    Edit(edit::EditArgs),
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -88,6 +96,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Lsp => run_lsp(),
         Command::Check { workspace, ping } => check(workspace, ping),
         Command::Complete { location, json, workspace } => complete_cmd(&location, json, workspace),
+        Command::Chat(args) => chat::run(args),
+        Command::Edit(args) => edit::run(args),
         Command::ConfigSchema => {
             let schema = serde_json::to_string_pretty(&config::json_schema()).unwrap_or_default();
             report(&schema)
@@ -370,25 +380,8 @@ async fn complete_at(
     env: Env,
 ) -> Result<Option<(String, (LineCol, LineCol))>, String> {
     use crate::complete::{self, scheduler};
-    let (layers, errors) = config::file_layers(root.as_deref());
-    if let Some(e) = errors.first() {
-        return Err(format!("config error: {e}"));
-    }
-    let resolved = config::resolve(&layers);
-    if let Some(e) = resolved.errors.first() {
-        return Err(format!("config error: {e}"));
-    }
-    let user_config = resolved.config.unwrap_or_default();
-    let discovery = discover::discover(&user_config, &env, &ProbeTargets::from_env(&env)).await;
-    if !discovery.serves(Feature::Completion) {
-        return Err(discovery.advice(Some(Feature::Completion)));
-    }
-    let cfg = &discovery.config;
-    let Some((name, pc)) = cfg.route(Feature::Completion) else {
-        return Err(discovery.advice(Some(Feature::Completion)));
-    };
-    let model = cfg.feature(Feature::Completion).model.or_else(|| pc.model.clone());
-    let provider = Provider::build(name, pc, model, env).map_err(|e| e.to_string())?;
+    let (provider, cfg) = provider_for(Feature::Completion, root.as_deref(), None, env).await?;
+    let cfg = &cfg;
 
     let abs = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
     // Resolved like the file, so the model sees a path relative to the workspace.
@@ -429,4 +422,45 @@ async fn complete_at(
             Ok(None)
         }
     }
+}
+
+/// The config in force for a command run in `root` (files only: no editor layers), completed by
+/// discovery, and the provider serving `feature`. `provider` names a `[providers]` entry to use
+/// instead of the feature's routing (`--provider`). Errors are the message for the user.
+pub(crate) async fn provider_for(
+    feature: Feature,
+    root: Option<&std::path::Path>,
+    provider: Option<&str>,
+    env: Env,
+) -> Result<(Provider, Config), String> {
+    let (layers, errors) = config::file_layers(root);
+    if let Some(e) = errors.first() {
+        return Err(format!("config error: {e}"));
+    }
+    let resolved = config::resolve(&layers);
+    if let Some(e) = resolved.errors.first() {
+        return Err(format!("config error: {e}"));
+    }
+    let mut user_config = resolved.config.unwrap_or_default();
+    if let Some(name) = provider {
+        if !user_config.providers.contains_key(name) {
+            let known: Vec<&str> = user_config.providers.keys().map(String::as_str).collect();
+            let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+            return Err(format!("no provider named `{name}` in the config (defined: {known})"));
+        }
+        // The feature's own model override was meant for its own provider.
+        let (p, model) = user_config.route_mut(feature);
+        *p = Some(name.to_owned());
+        *model = None;
+    }
+    let discovery = discover::discover(&user_config, &env, &ProbeTargets::from_env(&env)).await;
+    if !discovery.serves(feature) {
+        return Err(discovery.advice(Some(feature)));
+    }
+    let Some((name, pc)) = discovery.config.route(feature) else {
+        return Err(discovery.advice(Some(feature)));
+    };
+    let model = discovery.config.feature(feature).model.or_else(|| pc.model.clone());
+    let provider = Provider::build(name, pc, model, env).map_err(|e| e.to_string())?;
+    Ok((provider, discovery.config))
 }
