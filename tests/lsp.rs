@@ -53,7 +53,9 @@ fn initialize_advertises_capabilities() {
           },
           "executeCommandProvider": {
             "commands": [
-              "quill.acceptCompletion"
+              "quill.acceptCompletion",
+              "quill.edit",
+              "quill.explain"
             ]
           },
           "inlineCompletionProvider": true,
