@@ -31,6 +31,9 @@ impl QuillServer {
         Err(to_rpc(Error::InvalidParams("not implemented yet".into())))
     }
 
+    /// `window/workDoneProgress/cancel`.
+    pub(super) async fn progress_cancel(&self, _params: WorkDoneProgressCancelParams) {}
+
     /// `quill/edit`.
     pub(super) async fn edit_preview(&self, _params: Value) -> Result<Value> {
         Err(to_rpc(Error::InvalidParams("not implemented yet".into())))

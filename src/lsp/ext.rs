@@ -43,6 +43,8 @@ impl tower_lsp_server::ls_types::notification::Notification for Status {
 
 /// `quill/edit`: the `WorkspaceEdit` an edit would make, without applying it (see `lsp/edit.rs`).
 pub const EDIT: &str = "quill/edit";
+/// `window/workDoneProgress/cancel` (client → server): the user cancelled a progress we began.
+pub const PROGRESS_CANCEL: &str = "window/workDoneProgress/cancel";
 /// `workspace/executeCommand` that runs an edit and applies it with `workspace/applyEdit`.
 /// Arguments: one object `{uri, range, instruction?, intent?}`.
 pub const EDIT_COMMAND: &str = "quill.edit";

@@ -224,6 +224,8 @@ pub async fn serve_stdio() -> i32 {
         .custom_method(ext::DOCUMENT, QuillServer::document)
         .custom_method(ext::INLINE_COMPLETION, QuillServer::inline_completion)
         .custom_method(ext::EDIT, QuillServer::edit_preview)
+        // tower-lsp-server 0.23 has no handler for it.
+        .custom_method(ext::PROGRESS_CANCEL, QuillServer::progress_cancel)
         .custom_method(ext::CHAT_NEW, QuillServer::chat_new)
         .custom_method(ext::CHAT_SEND, QuillServer::chat_send)
         .custom_method(ext::CHAT_CANCEL, QuillServer::chat_cancel)
