@@ -31,8 +31,11 @@ pub struct Lsp {
     pub home: tempfile::TempDir,
     /// Answers server-to-client requests (`workspace/applyEdit`, `window/workDoneProgress/create`,
     /// ...). `None` answers `null`. The default accepts every `workspace/applyEdit`.
-    answer: Box<dyn FnMut(&Value) -> Option<Value>>,
+    answer: Answer,
 }
+
+/// How server-to-client requests are answered (see [`Lsp::on_request`]).
+type Answer = Box<dyn FnMut(&Value) -> Option<Value>>;
 
 impl Lsp {
     /// Start the server with an isolated home and config directory.
