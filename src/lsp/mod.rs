@@ -429,7 +429,12 @@ fn server_capabilities(enc: PositionEncoding) -> ServerCapabilities {
             ..Default::default()
         }),
         code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
-            code_action_kinds: Some(vec![CodeActionKind::QUICKFIX, CodeActionKind::REFACTOR_REWRITE]),
+            code_action_kinds: Some(vec![
+                CodeActionKind::QUICKFIX,
+                CodeActionKind::REFACTOR,
+                CodeActionKind::REFACTOR_REWRITE,
+                CodeActionKind::from(ext::EXPLAIN_COMMAND),
+            ]),
             resolve_provider: Some(true),
             ..Default::default()
         })),
@@ -597,7 +602,9 @@ impl LanguageServer for QuillServer {
             return Ok(None);
         }
         match params.command.as_str() {
-            ext::EDIT_COMMAND => self.execute_edit(params.arguments).await,
+            ext::EDIT_COMMAND => {
+                self.execute_edit(params.arguments, params.work_done_progress_params.work_done_token).await
+            }
             ext::EXPLAIN_COMMAND => self.execute_explain(params.arguments).await,
             _ => Err(to_rpc(Error::InvalidParams(format!("unknown command `{}`", params.command)))),
         }
