@@ -58,6 +58,11 @@ pub enum Mention {
 pub trait Docs {
     /// A document's language id and text, or `None` if there is no such document.
     fn text(&self, uri: &str) -> Option<(String, Rope)>;
+    /// Like [`Docs::text`], with the reason when there is no usable document ("no such file",
+    /// "file too large", ...), shown in the dropped item. Sources that can say why override it.
+    fn resolve(&self, uri: &str) -> Result<(String, Rope), String> {
+        self.text(uri).ok_or_else(|| "no such document".to_owned())
+    }
     /// The open documents, searched for symbols, in the order to search them (most relevant
     /// first).
     fn open_docs(&self) -> Vec<(String, Option<Language>, Rope)>;
@@ -204,8 +209,9 @@ fn resolve(mentions: &[Mention], docs: &dyn Docs) -> Vec<Candidate> {
 
 /// A file or a line range of one.
 fn from_doc(uri: &str, range: Option<(usize, usize)>, docs: &dyn Docs) -> Candidate {
-    let Some((language_id, rope)) = docs.text(uri) else {
-        return dropped(uri, range, None, "no such document".into());
+    let (language_id, rope) = match docs.resolve(uri) {
+        Ok(found) => found,
+        Err(reason) => return dropped(uri, range, None, reason),
     };
     if has_nul(&rope) {
         return dropped(uri, range, None, "binary content (NUL bytes)".into());

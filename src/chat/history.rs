@@ -280,6 +280,15 @@ impl HistoryStore {
         })
     }
 
+    /// Give a chat a title (the `quill.explain` chats are named after their selection).
+    pub fn set_title(&self, chat_id: &str, title: impl Into<String>) -> Result<(), HistoryError> {
+        let title = title.into();
+        self.update(chat_id, |chat| {
+            chat.title = title;
+            Ok(())
+        })
+    }
+
     /// Replace the message with the same id: a streamed reply is appended empty, then saved
     /// again when it completes or is cut.
     pub fn replace_message(&self, chat_id: &str, message: ChatMessage) -> Result<(), HistoryError> {
