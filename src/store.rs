@@ -20,9 +20,16 @@ use crate::{
     syntax::Language,
 };
 
-/// The path of a `file://` URI (the store's keys), percent-decoded; `None` for other schemes.
+/// The path of a local `file://` URI (the store's keys), percent-decoded; `None` for other schemes
+/// and for other hosts (`file://server/share/x` is not a path on this machine). A query or fragment
+/// is not part of the path.
 pub fn uri_path(uri: &str) -> Option<String> {
-    let path = uri.strip_prefix("file://")?;
+    let rest = uri.strip_prefix("file://")?;
+    let path = if rest.starts_with('/') { rest } else { rest.strip_prefix("localhost")? };
+    if !path.starts_with('/') {
+        return None;
+    }
+    let path = path.split(['?', '#']).next().unwrap_or(path);
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -273,5 +280,21 @@ mod tests {
         store.set_tree_budget(1000);
         store.snapshot("c");
         assert_eq!(store.trees_held(), 2);
+    }
+
+    #[test]
+    fn uri_paths_are_local_and_decoded() {
+        let cases = [
+            ("file:///a/b%20c.rs", Some("/a/b c.rs")),
+            ("file://localhost/a/b.rs", Some("/a/b.rs")),
+            ("file:///a/b.rs#L3", Some("/a/b.rs")),
+            ("file:///a/%23x.rs", Some("/a/#x.rs")),
+            ("file://server/share/x.rs", None),
+            ("file://relative.rs", None),
+            ("untitled:Untitled-1", None),
+        ];
+        for (uri, want) in cases {
+            assert_eq!(uri_path(uri).as_deref(), want, "{uri}");
+        }
     }
 }

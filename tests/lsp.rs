@@ -523,3 +523,15 @@ fn a_local_server_started_later_is_found_without_a_restart() {
     assert!(text.contains(&format!("using ollama because Ollama answers at {ollama}")), "{text}");
     assert!(text.contains("completion: qwen2.5-coder:1.5b-base, chat: llama3.2:3b"), "{text}");
 }
+
+#[test]
+fn quill_requests_may_leave_params_out() {
+    // JSON-RPC allows a request without `params`; tower-lsp-server would refuse it for a method
+    // registered with a parameter, so the transport supplies `null`.
+    let (mut lsp, _) = Lsp::start(init_params(&[]));
+    for (id, method) in [(900, "quill/chat/list"), (901, "quill/models")] {
+        lsp.send(&json!({"jsonrpc": "2.0", "id": id, "method": method}));
+        let r = lsp.response(&json!(id));
+        assert!(r.is_ok(), "{method}: {r:?}");
+    }
+}

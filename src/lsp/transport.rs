@@ -105,7 +105,13 @@ pub fn vet(body: &[u8]) -> Cow<'_, [u8]> {
         Err(e) => return Cow::Owned(synthetic(-32700, &format!("message is not valid UTF-8: {e}"), Value::Null)),
     };
     // The common case costs one typed parse; only a message that is not JSON-RPC pays for more.
-    if serde_json::from_str::<Request>(text).is_ok() || serde_json::from_str::<Response>(text).is_ok() {
+    if let Ok(req) = serde_json::from_str::<Request>(text) {
+        if req.params().is_none() && req.id().is_some() && req.method().starts_with("quill/") {
+            return Cow::Owned(with_null_params(text).unwrap_or_else(|| body.to_vec()));
+        }
+        return Cow::Borrowed(body);
+    }
+    if serde_json::from_str::<Response>(text).is_ok() {
         return Cow::Borrowed(body);
     }
     let value: Value = match serde_json::from_str(text) {
@@ -119,6 +125,15 @@ pub fn vet(body: &[u8]) -> Cow<'_, [u8]> {
     };
     tracing::warn!("invalid JSON-RPC message (id {id})");
     Cow::Owned(synthetic(-32600, "not a JSON-RPC 2.0 request, notification or response", id))
+}
+
+/// JSON-RPC lets a request leave `params` out, but tower-lsp-server answers "Missing params field"
+/// to a custom method registered with a parameter before the handler runs; `null` reaches the
+/// handler. Only Quill's own methods are rewritten: the standard ones have handlers of their own.
+fn with_null_params(text: &str) -> Option<Vec<u8>> {
+    let mut value: Value = serde_json::from_str(text).ok()?;
+    value.as_object_mut()?.insert("params".into(), Value::Null);
+    serde_json::to_vec(&value).ok()
 }
 
 fn synthetic(code: i64, message: &str, id: Value) -> Vec<u8> {
@@ -144,6 +159,17 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":3,"error":{"code":-1,"message":"no"}}"#,
         ] {
             assert!(matches!(vet(msg), Cow::Borrowed(_)), "{}", String::from_utf8_lossy(msg));
+        }
+    }
+
+    #[test]
+    fn quill_requests_without_params_get_null_params() {
+        let v = vetted(br#"{"jsonrpc":"2.0","id":4,"method":"quill/chat/list"}"#);
+        assert_eq!(v, json!({"jsonrpc": "2.0", "id": 4, "method": "quill/chat/list", "params": null}));
+        // Notifications and standard methods pass untouched.
+        for msg in [&br#"{"jsonrpc":"2.0","method":"quill/x"}"#[..], br#"{"jsonrpc":"2.0","id":1,"method":"shutdown"}"#]
+        {
+            assert!(matches!(vet(msg), Cow::Borrowed(_)));
         }
     }
 

@@ -96,9 +96,7 @@ impl Lsp {
                 }
             }
         });
-        let answer = Box::new(|msg: &Value| {
-            (msg["method"] == "workspace/applyEdit").then(|| json!({"applied": true}))
-        });
+        let answer = Box::new(|msg: &Value| (msg["method"] == "workspace/applyEdit").then(|| json!({"applied": true})));
         Lsp { child, stdin, inbox: rx, seen: Vec::new(), next_id: 1, home, answer }
     }
 
