@@ -464,10 +464,9 @@ impl Config {
         if !share_ok(chat.context_share) {
             return Err(("chat.context_share".into(), "must be between 0 and 1".into()));
         }
-        for (key, max_tokens, temperature) in [
-            ("chat", chat.max_tokens, chat.temperature),
-            ("edit", self.edit.max_tokens, self.edit.temperature),
-        ] {
+        for (key, max_tokens, temperature) in
+            [("chat", chat.max_tokens, chat.temperature), ("edit", self.edit.max_tokens, self.edit.temperature)]
+        {
             if max_tokens == 0 {
                 return Err((format!("{key}.max_tokens"), "must be at least 1".into()));
             }
