@@ -768,6 +768,18 @@ mod tests {
         assert!(r.config.is_none());
         assert_eq!(r.errors[0].key, "chat.provider");
         assert!(r.errors[0].message.contains("no provider named `nope`"));
+
+        for (bad, key) in [
+            (json!({"chat": {"context_tokens": 100}}), "chat.context_tokens"),
+            (json!({"chat": {"context_share": 1.5}}), "chat.context_share"),
+            (json!({"chat": {"max_tokens": 0}}), "chat.max_tokens"),
+            (json!({"edit": {"temperature": 3.0}}), "edit.temperature"),
+            (json!({"edit": {"max_tokens": 0}}), "edit.max_tokens"),
+        ] {
+            let r = resolve(&[layer("s", bad)]);
+            assert!(r.config.is_none(), "{key}");
+            assert_eq!(r.errors[0].key, key);
+        }
     }
 
     #[test]
