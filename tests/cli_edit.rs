@@ -133,6 +133,11 @@ fn apply_writes_atomically_and_keeps_permissions() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
     }
+    #[cfg(unix)]
+    let inode = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&path).expect("meta").ino()
+    };
     let out = w.run(&["pkg/calc.py:3-4", "use math.pi", "--apply"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).starts_with("--- a/pkg/calc.py\n"));
@@ -141,6 +146,10 @@ fn apply_writes_atomically_and_keeps_permissions() {
     {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o640);
+        // A new file renamed into place, not the old one rewritten in place (which a reader
+        // could see half-written).
+        use std::os::unix::fs::MetadataExt;
+        assert_ne!(std::fs::metadata(&path).expect("meta").ino(), inode, "the file was rewritten in place");
     }
     // No temporary file left behind.
     let names: Vec<_> =
@@ -148,25 +157,27 @@ fn apply_writes_atomically_and_keeps_permissions() {
     assert_eq!(names, ["calc.py"]);
 }
 
-#[test]
-fn apply_refuses_when_the_file_changed_on_disk() {
+/// Starts `quill edit ARGS` against an answer held at a gate, and returns once the provider
+/// has the request (the model is "answering").
+fn gated(answer: &str, args: &[&str]) -> (World, Gate, std::process::Child) {
     let gate = Gate::new();
     let g = gate.clone();
-    let body = chat(PRECISE);
+    let body = chat(answer);
     let w = World::start(move |_, _| {
         Reply::new(200).header("content-type", "text/event-stream").gate(&g).bytes(body.clone())
     });
-    let child = w
-        .command(&["pkg/calc.py:3-4", "use math.pi", "--apply"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = w.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let deadline = std::time::Instant::now() + common::TIMEOUT;
     while w.fake.requests().is_empty() {
         assert!(std::time::Instant::now() < deadline, "quill edit never asked the provider");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    (w, gate, child)
+}
+
+#[test]
+fn apply_refuses_when_the_file_changed_on_disk() {
+    let (w, gate, child) = gated(PRECISE, &["pkg/calc.py:3-4", "use math.pi", "--apply"]);
     // The user saves a change while the model answers.
     let mine = CALC.replace("x * 2", "x + x");
     std::fs::write(w.ws.path().join("pkg/calc.py"), &mine).expect("write");
@@ -237,4 +248,22 @@ fn tests_go_to_a_new_file_that_is_never_overwritten() {
     assert_eq!(w.file("pkg/test_calc.py"), format!("{created}\n{created}"));
     assert!(Path::new(&w.ws.path().join("pkg/calc.py")).exists());
     assert_eq!(w.file("pkg/calc.py"), CALC);
+}
+
+#[test]
+fn a_test_file_that_appears_while_the_model_answers_is_never_overwritten() {
+    let tests = "```python\nfrom calc import area\n\ndef test_area():\n    assert area(1) == 3.14\n```";
+    let (w, gate, child) = gated(tests, &["pkg/calc.py:3-4", "--intent", "tests", "--apply"]);
+    // The user (or a tool) creates the test file before the answer arrives.
+    let mine = "def test_mine():\n    pass\n";
+    std::fs::write(w.ws.path().join("pkg/test_calc.py"), mine).expect("write");
+    gate.open();
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("appeared while the model answered; nothing was written"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    assert_eq!(w.file("pkg/test_calc.py"), mine);
+    let names: Vec<_> =
+        std::fs::read_dir(w.ws.path().join("pkg")).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+    assert_eq!(names.len(), 2, "a temporary file was left behind: {names:?}");
 }

@@ -224,7 +224,8 @@ fn neovim_document_sync() {
 
 const AREA_DOC: &str =
     "```python\ndef area(r):\n    \"\"\"Area of a circle of radius r.\"\"\"\n    return 3.14 * r * r\n```";
-const DOUBLE_ADD: &str = "```python\ndef double(x):\n    return x + x\n```";
+/// Both functions, each with one line changed and unchanged lines between: two TextEdits.
+const BOTH_CHANGED: &str = "```python\ndef area(r):\n    \"\"\"Area of a circle of radius r.\"\"\"\n    return 3.14159 * r * r\n\ndef double(x):\n    return x + x\n```";
 
 /// One OpenAI Chat Completions stream answering `content`.
 fn chat_answer(content: &str) -> fake::Reply {
@@ -249,7 +250,7 @@ fn neovim_applies_quill_edits() {
         panic!("Neovim is required for this test but no `nvim` was found on PATH. {INSTALL_HINT_LONG}");
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let replies = [chat_answer(AREA_DOC), chat_answer(DOUBLE_ADD)];
+    let replies = [chat_answer(AREA_DOC), chat_answer(BOTH_CHANGED)];
     let fake = rt.block_on(fake::Fake::start(move |_, i| replies[i.min(1)].clone()));
 
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));

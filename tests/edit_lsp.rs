@@ -140,24 +140,31 @@ impl World {
     }
 }
 
-/// Applies LSP text edits (UTF-16 positions) to `text`, last first.
+/// Applies LSP text edits (UTF-16 positions) to `text`, last first. Strict, so a wrong column
+/// fails the test instead of being clamped: a position must fall on a character boundary
+/// within its line (at most at the line's end, before its line break), and the only position
+/// past the last line is the start of the empty line after a final line break.
 fn apply_edits(text: &str, edits: &[Value]) -> String {
     let offset = |pos: &Value| {
         let (line, col) = (pos["line"].as_u64().expect("line") as usize, pos["character"].as_u64().expect("char"));
         let mut at = 0;
         for (i, l) in text.split_inclusive('\n').enumerate() {
             if i == line {
+                let content = l.trim_end_matches(['\r', '\n']);
                 let mut units = 0;
-                for (b, ch) in l.char_indices() {
-                    if units >= col {
+                for (b, ch) in content.char_indices() {
+                    if units == col {
                         return at + b;
                     }
+                    assert!(units < col, "position {pos} is inside a character of {content:?}");
                     units += ch.len_utf16() as u64;
                 }
-                return at + l.len();
+                assert_eq!(units, col, "position {pos} is past the end of line {line} ({content:?})");
+                return at + content.len();
             }
             at += l.len();
         }
+        assert!(text.ends_with('\n') && line == text.split_inclusive('\n').count() && col == 0, "bad position {pos}");
         text.len()
     };
     let mut spans: Vec<(usize, usize, String)> = edits
@@ -217,7 +224,11 @@ fn actions_carry_commands_when_the_client_cannot_resolve() {
     // Edit selection…: the command without an instruction (the editor asks the user).
     assert_eq!(all[0]["kind"], "refactor.rewrite");
     assert_eq!(all[0]["command"]["command"], "quill.edit");
-    assert_eq!(all[0]["command"]["arguments"][0], json!({"uri": uri, "range": range(2, 0, 3, 5), "intent": "edit"}));
+    assert_eq!(
+        all[0]["command"]["arguments"][0],
+        json!({"uri": uri, "range": range(2, 0, 3, 5), "intent": "edit", "version": 1}),
+        "the editor adds the instruction; the version stays so a stale run is refused"
+    );
     // Document: the command, with the version the range belongs to.
     assert_eq!(all[1]["command"]["arguments"][0]["version"], 1);
     assert_eq!(all[1]["command"]["arguments"][0]["intent"], "document");
@@ -515,7 +526,7 @@ fn generate_tests_creates_a_new_file_and_never_overwrites_one() {
           {
             "kind": "create",
             "options": {
-              "ignoreIfExists": true,
+              "ignoreIfExists": false,
               "overwrite": false
             },
             "uri": "TEST_URI"
@@ -620,4 +631,94 @@ fn a_client_refusal_is_reported_with_its_reason() {
     let uri = w.open("calc.py", "python", CALC);
     let err = w.edit(json!({"uri": uri, "range": range(2, 0, 4, 0), "intent": "document"})).expect_err("refused");
     assert_eq!(err["message"], "the editor refused the edit: buffer is read-only");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Review fixes: reopened documents, shared tokens, capabilities, encodings.
+
+#[test]
+fn a_document_reopened_with_other_text_at_the_same_version_is_refused() {
+    let gate = Gate::new();
+    let g = gate.clone();
+    let body: String = AREA_DOC.split_inclusive('\n').map(chunk).collect::<String>() + &finish("stop");
+    let mut w = World::start(move |_, _| sse_head().gate(&g).bytes(body.clone()), full_caps());
+    let uri = w.open("calc.py", "python", CALC);
+    let id = w.lsp.send_request(
+        "workspace/executeCommand",
+        json!({"command": "quill.edit", "arguments": [{"uri": uri, "range": range(2, 0, 4, 0), "intent": "document"}]}),
+    );
+    w.wait_requests(1);
+    // A `git checkout` while the model answers: closed, then reopened at version 1 again.
+    w.lsp.notify("textDocument/didClose", json!({"textDocument": {"uri": uri}}));
+    let checked_out = CALC.replace("def area(r):\n    return 3.14 * r * r\n", "def area(r):\n    return r ** 2\n");
+    w.lsp.open(&uri, "python", &checked_out);
+    assert_eq!(w.lsp.document(&uri).expect("document")["version"], 1, "the same version as before");
+    gate.open();
+    let err = w.lsp.response(&id).expect_err("edit of the old text refused");
+    assert_eq!(err["code"], REQUEST_FAILED);
+    assert_eq!(err["message"], "document changed, edit not applied");
+    assert!(w.applied().is_empty(), "nothing sent to the editor");
+    assert_eq!(w.lsp.text(&uri), checked_out);
+}
+
+#[test]
+fn a_progress_token_already_in_use_is_refused_and_the_first_edit_stays_cancellable() {
+    let reply = sse_head().bytes(chunk("```python\n")).stall();
+    let mut w = World::always(reply, full_caps());
+    let uri = w.open("calc.py", "python", CALC);
+    let token = "client-token-1";
+    let args = json!({"uri": uri, "range": range(2, 0, 4, 0), "intent": "document", "workDoneToken": token});
+    let first = w.lsp.send_request("quill/edit", args.clone());
+    w.wait_requests(1);
+    let err = w.lsp.request("quill/edit", args).expect_err("duplicate token");
+    assert_eq!(err["code"], INVALID_PARAMS);
+    assert!(err["message"].as_str().unwrap_or("").contains("already belongs to a running edit"), "{err}");
+    assert_eq!(w.fake.requests().len(), 1, "the refused edit reached the provider");
+    // The token still cancels the first edit.
+    w.lsp.notify("window/workDoneProgress/cancel", json!({"token": token}));
+    let err = w.lsp.response(&first).expect_err("cancelled");
+    assert_eq!(err["code"], REQUEST_CANCELLED);
+    assert!(w.rt.block_on(w.fake.wait_close(Duration::from_secs(10))).is_some(), "provider stream not closed");
+}
+
+#[test]
+fn resolve_support_without_data_support_gets_commands() {
+    let mut caps = full_caps();
+    caps["textDocument"]["codeAction"] = json!({"resolveSupport": {"properties": ["edit"]}});
+    let mut w = World::always(answer(AREA_DOC), caps);
+    let uri = w.open("calc.py", "python", CALC);
+    let params = json!({"textDocument": {"uri": uri}, "range": range(2, 0, 4, 0), "context": {"diagnostics": []}});
+    let actions = w.lsp.request("textDocument/codeAction", params).expect("actions");
+    let document =
+        actions.as_array().expect("array").iter().find(|a| a["title"] == "Quill: Document").expect("Document");
+    assert!(document.get("data").is_none(), "data sent to a client that may drop it: {document:#}");
+    assert_eq!(document["command"]["command"], "quill.edit");
+    assert_eq!(document["command"]["arguments"][0]["intent"], "document");
+}
+
+#[test]
+fn a_last_line_without_a_line_break_and_wide_characters_is_edited_exactly() {
+    // UTF-16 columns differ from bytes on the last line (é is 2 bytes/1 unit, 😀 4 bytes/2 units),
+    // and the text ends without a line break: the edit's end is the end of that line.
+    let text = "def greet():\n    return 'é😀'";
+    let mut w = World::always(answer("```python\n    return 'é😀!'\n```"), plain_caps());
+    let uri = w.open("greet.py", "python", text);
+    let r = w
+        .edit(json!({"uri": uri, "range": range(1, 0, 1, 16), "instruction": "add a bang", "intent": "edit"}))
+        .expect("edit");
+    assert_eq!(r, json!({"applied": true}));
+    let edits = w.applied()[0]["params"]["edit"]["changes"][&uri].as_array().expect("changes").clone();
+    assert_eq!(edits.len(), 1, "{edits:#?}");
+    assert_eq!(edits[0]["range"]["end"], json!({"line": 1, "character": 16}), "UTF-16 units, not bytes");
+    assert_eq!(apply_edits(text, &edits), "def greet():\n    return 'é😀!'");
+}
+
+#[test]
+fn a_crlf_document_keeps_its_line_endings() {
+    let text = "def f():\r\n    return 1\r\n\r\ndef g():\r\n    return 2\r\n";
+    let mut w = World::always(answer("```python\ndef g():\n    # two\n    return 2\n```"), full_caps());
+    let uri = w.open("crlf.py", "python", text);
+    w.edit(json!({"uri": uri, "range": range(3, 0, 5, 0), "instruction": "comment", "intent": "edit"})).expect("edit");
+    let (_, edits) = document_edit(&w.applied()[0]["params"]["edit"]);
+    assert_eq!(apply_edits(text, &edits), "def f():\r\n    return 1\r\n\r\ndef g():\r\n    # two\r\n    return 2\r\n");
 }

@@ -136,6 +136,27 @@ fn edit(args: EditArgs) -> Result<String, String> {
         diagnostics: Vec::new(),
     };
 
+    // Where generated tests go, and what is there, read BEFORE the model answers, like the
+    // source: a test file that appears or changes meanwhile makes `--apply` refuse (the create
+    // fails, or the re-read differs) rather than be overwritten or appended to unseen.
+    let tests_target = if intent == Intent::Tests {
+        let target = match test_target(&abs, &language_id, Path::is_dir) {
+            TestTarget::SameFile => abs.clone(),
+            TestTarget::File(p) => p,
+        };
+        let (old_bytes, old) = if target == abs {
+            (Some(bytes.clone()), text.clone())
+        } else if target.exists() {
+            let (b, t) = read_text(&target)?;
+            (Some(b), t)
+        } else {
+            (None, String::new())
+        };
+        Some((target, old_bytes, old))
+    } else {
+        None
+    };
+
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -151,19 +172,7 @@ fn edit(args: EditArgs) -> Result<String, String> {
     })?;
 
     // Where the change goes: this file, or (tests) a test file next to it.
-    let (target, original, original_bytes, new_text) = if intent == Intent::Tests {
-        let target = match test_target(&abs, &language_id, Path::is_dir) {
-            TestTarget::SameFile => abs.clone(),
-            TestTarget::File(p) => p,
-        };
-        let (old_bytes, old) = if target == abs {
-            (Some(bytes), text.clone())
-        } else if target.exists() {
-            let (b, t) = read_text(&target)?;
-            (Some(b), t)
-        } else {
-            (None, String::new())
-        };
+    let (target, original, original_bytes, new_text) = if let Some((target, old_bytes, old)) = tests_target {
         let eol = run::line_ending(if old.is_empty() { &text } else { &old });
         let tests = run::tests_text(&answer, eol, &language_id).map_err(|e| e.to_string())?;
         let new = format!("{old}{}", run::appended(&old, &tests, eol));
@@ -179,20 +188,19 @@ fn edit(args: EditArgs) -> Result<String, String> {
     let diff = unified(&shown_path(&target, root.as_deref()), &original, &new_text, DIFF_CONTEXT);
     if args.apply {
         match original_bytes {
-            Some(read) => {
-                // Re-read just before writing: a change made while the model answered wins.
-                let now = fs::read(&target).map_err(|e| format!("cannot re-read {}: {e}", target.display()))?;
-                if now != read {
-                    return Err(format!(
-                        "{} changed on disk since it was read; nothing was written (run again)",
-                        target.display()
-                    ));
+            Some(read) => write_atomic(&target, new_text.as_bytes(), &read).map_err(|e| match e {
+                WriteError::Changed => {
+                    format!("{} changed on disk since it was read; nothing was written (run again)", target.display())
                 }
-                write_atomic(&target, new_text.as_bytes())
-                    .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
-            }
-            None => create_new(&target, new_text.as_bytes())
-                .map_err(|e| format!("cannot create {}: {e}", target.display()))?,
+                WriteError::Io(e) => format!("cannot write {}: {e}", target.display()),
+            })?,
+            None => create_new(&target, new_text.as_bytes()).map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => format!(
+                    "cannot create {}: it appeared while the model answered; nothing was written (run again)",
+                    target.display()
+                ),
+                _ => format!("cannot create {}: {e}", target.display()),
+            })?,
         }
     }
     Ok(diff)
@@ -224,16 +232,39 @@ fn temp_beside(path: &Path, bytes: &[u8], perms: Option<fs::Permissions>) -> io:
     }
 }
 
+/// Why [`write_atomic`] wrote nothing.
+#[derive(Debug)]
+enum WriteError {
+    /// The file no longer holds what was read.
+    Changed,
+    Io(io::Error),
+}
+
+impl From<io::Error> for WriteError {
+    fn from(e: io::Error) -> Self {
+        WriteError::Io(e)
+    }
+}
+
 /// Replaces `path` (the file a symlink points to, if it is one) in one rename, keeping its
-/// permissions: readers see the old file or the new one, never a mix.
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// permissions: readers see the old file or the new one, never a mix. Only if it still holds
+/// `expected`: the new content is written and synced first, so the re-read and the rename
+/// follow each other directly and a change made while the model answered (or while the file
+/// was being written) wins. The window left is one read and one rename.
+fn write_atomic(path: &Path, bytes: &[u8], expected: &[u8]) -> Result<(), WriteError> {
     let real = fs::canonicalize(path)?;
     let perms = fs::metadata(&real)?.permissions();
     let tmp = temp_beside(&real, bytes, Some(perms))?;
-    if let Err(e) = fs::rename(&tmp, &real) {
+    let unchanged = fs::read(&real).map(|now| now == expected);
+    let moved = match unchanged {
+        Ok(true) => fs::rename(&tmp, &real).map_err(WriteError::Io),
+        Ok(false) => Err(WriteError::Changed),
+        Err(e) => Err(WriteError::Io(e)),
+    };
+    if moved.is_err() {
         let _ = fs::remove_file(&tmp);
-        return Err(e);
     }
+    moved?;
     sync_dir(&real);
     Ok(())
 }

@@ -103,7 +103,7 @@ impl Caps {
                 .is_some_and(|ops| ops.contains(&ResourceOperationKind::Create)),
             progress: c.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false),
             resolve_edit: ca.is_some_and(|ca| {
-                ca.data_support != Some(false)
+                ca.data_support == Some(true)
                     && ca.resolve_support.as_ref().is_some_and(|r| r.properties.iter().any(|p| p == "edit"))
             }),
         }
@@ -225,9 +225,8 @@ impl QuillServer {
         if edit_ok {
             if wanted(&CodeActionKind::REFACTOR_REWRITE) {
                 // The instruction comes from the user: the editor's extension asks for it.
-                let mut a = args("edit", Vec::new());
-                a.version = None;
-                let arg = serde_json::to_value(&a).unwrap_or_default();
+                // It keeps `version`: the editor's extension only adds the instruction.
+                let arg = serde_json::to_value(args("edit", Vec::new())).unwrap_or_default();
                 actions.push(CodeAction {
                     title: "Quill: Edit selection…".into(),
                     kind: Some(CodeActionKind::REFACTOR_REWRITE),
@@ -421,7 +420,15 @@ impl QuillServer {
 
         let (cancel, cancelled) = watch::channel(false);
         let key = token.as_ref().map(token_key);
-        if let (Some(k), Ok(mut map)) = (&key, self.edits.running.lock()) {
+        if let Some(k) = &key {
+            let mut map = self.edits.running.lock().unwrap_or_else(|p| p.into_inner());
+            // One token, one edit: a second edit under a running one's token would take over
+            // its cancel switch, and the first could no longer be cancelled.
+            if map.contains_key(k) {
+                return Err(invalid(format!(
+                    "the progress token {k} already belongs to a running edit; use a new token per request"
+                )));
+            }
             map.insert(k.clone(), cancel.clone());
         }
         let unregister = Unregister { running: self.edits.running.clone(), key };
@@ -509,24 +516,28 @@ impl Task {
             let _ = r.await;
         }
         let result = match streamed {
-            None => Err(Failure {
-                error: jsonrpc::Error {
-                    code: ErrorCode::RequestCancelled,
-                    message: "the edit was cancelled; nothing was applied".into(),
-                    data: None,
-                },
-                show: false,
-            }),
+            None => Err(cancelled_failure()),
             Some(Err(e)) => Err(failed(run_error(&e))),
-            Some(Ok(answer)) => self.finish(&answer).await,
+            Some(Ok(answer)) => self.finish(&answer, &cancelled).await,
         };
         let message = match &result {
+            // The editor applied it, but a cancel came while it was being sent: say both.
+            Ok(Done::Applied) if *cancelled.borrow() => {
+                "applied (the cancel came after the edit was sent to the editor)".to_owned()
+            }
             Ok(Done::Applied) => "applied".to_owned(),
             Ok(Done::Preview(_)) => "ready".to_owned(),
             Err(f) => f.error.message.to_string(),
         };
         self.progress(WorkDoneProgress::End(WorkDoneProgressEnd { message: Some(message) })).await;
         result
+    }
+
+    /// Whether the stored document is still the one the edit was computed from: the same
+    /// version AND the same text (versions restart at 1 when a document is closed and reopened,
+    /// say after a `git checkout`, so a version alone can name different text).
+    fn unchanged(&self, version: i32, text: &ropey::Rope) -> bool {
+        version == self.version && *text == self.job.text
     }
 
     async fn progress(&self, value: WorkDoneProgress) {
@@ -537,13 +548,13 @@ impl Task {
     }
 
     /// The answer as a workspace edit, checked against the store, then applied or returned.
-    async fn finish(&self, answer: &str) -> std::result::Result<Done, Failure> {
+    async fn finish(&self, answer: &str, cancelled: &watch::Receiver<bool>) -> std::result::Result<Done, Failure> {
         let key = convert::uri_key(&self.uri);
         let stale = || Failure { error: request_failed("document changed, edit not applied"), show: true };
-        let Some((now, _)) = self.store.text(key) else {
+        let Some((now, text)) = self.store.text(key) else {
             return Err(Failure { error: request_failed("the document was closed, edit not applied"), show: true });
         };
-        if now != self.version {
+        if !self.unchanged(now, &text) {
             return Err(stale());
         }
         let edit = match self.job.intent {
@@ -559,9 +570,13 @@ impl Task {
         if self.mode == Mode::Preview {
             return Ok(Done::Preview(EditPreview { edit, version: self.version }));
         }
-        // The last check before sending: nothing below awaits before the request goes out.
-        if self.store.text(key).map(|(v, _)| v) != Some(self.version) {
+        // The last checks before sending: nothing below awaits before the request goes out.
+        if !self.store.text(key).is_some_and(|(v, text)| self.unchanged(v, &text)) {
             return Err(stale());
+        }
+        // A `$/cancelRequest` or progress cancel that came after the answer: nothing is sent.
+        if *cancelled.borrow() {
+            return Err(cancelled_failure());
         }
         let label = Some(self.job.intent.progress_title().trim_end_matches('…').to_owned());
         let sent = self
@@ -646,7 +661,9 @@ impl Task {
         let tests = run::tests_text(answer, "\n", lang).map_err(|e| failed(run_error(&e)))?;
         let create = CreateFile {
             uri: uri.clone(),
-            options: Some(CreateFileOptions { overwrite: Some(false), ignore_if_exists: Some(true) }),
+            // Both false: a file that appeared since (made by the user or a tool) fails the whole
+            // edit, so the tests are never inserted at the top of someone else's file.
+            options: Some(CreateFileOptions { overwrite: Some(false), ignore_if_exists: Some(false) }),
             annotation_id: None,
         };
         let insert = TextDocumentEdit {
@@ -660,6 +677,17 @@ impl Task {
             ])),
             ..Default::default()
         })
+    }
+}
+
+fn cancelled_failure() -> Failure {
+    Failure {
+        error: jsonrpc::Error {
+            code: ErrorCode::RequestCancelled,
+            message: "the edit was cancelled; nothing was applied".into(),
+            data: None,
+        },
+        show: false,
     }
 }
 

@@ -1,7 +1,8 @@
 -- End-to-end edits through a real LSP client: Neovim lists Quill's code actions, resolves
 -- "Quill: Document" and applies its edit, then runs `quill.edit`, whose `workspace/applyEdit`
 -- Neovim's own handler applies (versioned TextDocumentEdit, UTF-16 positions, a line with
--- non-ASCII text above the edit). One `u` undoes the whole edit.
+-- non-ASCII text above the edit). That edit changes two separate line runs (two TextEdits in
+-- one workspace edit), and one `u` undoes both: the whole edit is one undo step.
 --
 -- Run by tests/e2e_neovim.rs with QUILL_BIN, QUILL_E2E_DIR and QUILL_FAKE_URL (a fake
 -- OpenAI-compatible server answering the Document request first, then the edit).
@@ -122,11 +123,30 @@ local function main()
   -- back what the one workspace/applyEdit did.
   vim.o.undolevels = vim.o.undolevels
 
-  -- quill.edit on `double`: the server sends workspace/applyEdit and Neovim applies it.
+  -- Count the TextEdits of the workspace/applyEdit, then let Neovim's own handler apply it.
+  local default_apply = vim.lsp.handlers['workspace/applyEdit']
+  local text_edits = nil
+  vim.lsp.handlers['workspace/applyEdit'] = function(err, params, ctx, config)
+    text_edits = 0
+    for _, change in ipairs(params.edit.documentChanges or {}) do
+      text_edits = text_edits + #(change.edits or {})
+    end
+    for _, edits in pairs(params.edit.changes or {}) do
+      text_edits = text_edits + #edits
+    end
+    local result = default_apply(err, params, ctx, config)
+    -- Close the undo block after each workspace/applyEdit (`:h undo-break`): were the edit
+    -- sent as several requests, one `u` below would take back only the last.
+    vim.o.undolevels = vim.o.undolevels
+    return result
+  end
+
+  -- quill.edit on both functions; the answer changes a line in each, with unchanged lines
+  -- between: the server sends one workspace/applyEdit and Neovim applies it.
   local args = {
     uri = uri,
-    range = { start = { line = 6, character = 0 }, ['end'] = { line = 8, character = 0 } },
-    instruction = 'use addition',
+    range = { start = { line = 2, character = 0 }, ['end'] = { line = 8, character = 0 } },
+    instruction = 'more precise pi, and use addition',
     intent = 'edit',
   }
   local ran = client:request_sync('workspace/executeCommand', { command = 'quill.edit', arguments = { args } }, 20000, buf)
@@ -136,7 +156,11 @@ local function main()
   if not (ran.result and ran.result.applied) then
     die('quill.edit did not report applied: ' .. vim.inspect(ran.result))
   end
+  if text_edits == nil or text_edits < 2 then
+    die('wanted one workspace edit of two or more TextEdits, got ' .. vim.inspect(text_edits))
+  end
   local edited = vim.deepcopy(documented)
+  edited[5] = '    return 3.14159 * r * r'
   edited[8] = '    return x + x'
   expect_lines('after quill.edit', buf, edited)
 
@@ -149,7 +173,7 @@ local function main()
     die('the server never saw the applied edit')
   end
 
-  -- One undo step takes the whole edit back.
+  -- One undo step takes the whole edit back: both changed runs.
   vim.cmd('silent undo')
   expect_lines('after one undo', buf, documented)
 
