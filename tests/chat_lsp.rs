@@ -620,3 +620,61 @@ fn history_that_cannot_be_opened_fails_chat_requests_with_the_reason() {
     assert!(message(&e).contains("cannot open chat history"), "{e}");
     assert!(w.lsp.is_running());
 }
+
+// ---------------------------------------------------------------------------------------------
+// A reply in progress survives the process dying; delete while streaming.
+
+#[test]
+fn a_reply_cut_by_a_killed_server_is_kept_for_the_next_one() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().display().to_string();
+    let env = [("XDG_DATA_HOME", data_dir.as_str())];
+    let gate = Gate::new();
+    let g = gate.clone();
+    let mut w = World::start_with(move |_, _| gated("Partial answer", &g, &[" never sent"]), &env);
+    let chat = w.new_chat();
+    let _id = w.lsp.send_request("quill/chat/send", json!({"chatId": chat, "message": "Tell me"}));
+    w.first_delta();
+    // The interim save lands within a moment of the delta; wait for it on disk (bounded).
+    let file = data.path().join("quill/chats").join(format!("{chat}.json"));
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains("Partial answer")) {
+        assert!(std::time::Instant::now() < deadline, "the partial reply was never saved");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Killed mid-stream (dropping the harness kills the process).
+    let old = std::mem::replace(&mut w.lsp, launch(&w.fake, &w.root, &env));
+    drop(old);
+    let h = w.history(&chat);
+    let msgs: Vec<(Value, Value)> =
+        h["messages"].as_array().expect("messages").iter().map(|m| (m["role"].clone(), m["content"].clone())).collect();
+    assert_eq!(msgs, [(json!("user"), json!("Tell me")), (json!("assistant"), json!("Partial answer"))], "{h}");
+    assert!(h["messages"][1]["error"].as_str().is_some_and(|e| e.starts_with("interrupted")), "{h}");
+    gate.open();
+}
+
+#[test]
+fn delete_while_a_reply_streams_stops_it_and_leaves_no_file() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().display().to_string();
+    let env = [("XDG_DATA_HOME", data_dir.as_str())];
+    let gate = Gate::new();
+    let g = gate.clone();
+    let mut w = World::start_with(move |_, _| gated("Half", &g, &[" more"]), &env);
+    let chat = w.new_chat();
+    let id = w.lsp.send_request("quill/chat/send", json!({"chatId": chat, "message": "Go"}));
+    let first = w.first_delta();
+    let r = w.lsp.request("quill/chat/delete", json!({"chatId": chat})).expect("delete");
+    assert_eq!(r, json!({"deleted": true}));
+    // The turn is stopped (the gate never opens) and ends on its own.
+    let r = w.lsp.response(&id).expect("send resolves");
+    assert_eq!(r["stopReason"], "cancelled", "{r}");
+    w.done(first["messageId"].as_str().expect("id"));
+    assert!(w.closed(), "the provider connection is closed");
+    let e = w.lsp.request("quill/chat/history", json!({"chatId": chat})).expect_err("deleted");
+    assert_eq!(code(&e), INVALID_PARAMS, "{e}");
+    assert_eq!(w.lsp.request("quill/chat/list", json!({})).expect("list"), json!([]));
+    let file = data.path().join("quill/chats").join(format!("{chat}.json"));
+    assert!(!file.exists(), "the reply's last save did not bring the file back");
+    gate.open();
+}

@@ -217,3 +217,17 @@ fn provider_errors_go_to_stderr_with_a_failing_exit_code() {
     assert_eq!(code, 1);
     assert!(err.contains("no provider named `nope`"), "{err}");
 }
+
+#[test]
+fn file_names_with_percent_and_non_ascii_are_read_as_named() {
+    let s = Setup::new(|_, _| answer(&["Answer"]));
+    std::fs::write(s.ws.path().join("a%41.rs"), "fn percent() {}\n").expect("write");
+    // A decoy the unencoded URI would have decoded to.
+    std::fs::write(s.ws.path().join("aA.rs"), "fn decoy() {}\n").expect("write");
+    std::fs::write(s.ws.path().join("é.rs"), "fn accent() {}\n").expect("write");
+    let (code, out, err) = s.run(&["Read", "--file", "a%41.rs", "--file", "é.rs"], "");
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "Answer\n", ""));
+    let sent = s.messages(0).last().and_then(|m| m["content"].as_str().map(str::to_owned)).expect("content");
+    assert!(sent.contains("fn percent() {}") && !sent.contains("decoy"), "{sent}");
+    assert!(sent.contains("fn accent() {}") && sent.contains("a%41.rs"), "{sent}");
+}

@@ -103,6 +103,8 @@ impl ChatMessage {
 pub struct ChatSummary {
     pub id: String,
     pub title: String,
+    /// The chat's own model, if it has one.
+    pub model: Option<String>,
     pub updated_ms: u64,
     pub message_count: usize,
 }
@@ -260,6 +262,7 @@ impl HistoryStore {
             .map(|e| ChatSummary {
                 id: e.chat.id.clone(),
                 title: e.chat.title.clone(),
+                model: e.chat.model.clone(),
                 updated_ms: e.chat.updated_ms,
                 message_count: e.chat.messages.len(),
             })
@@ -304,21 +307,26 @@ impl HistoryStore {
         })
     }
 
-    /// Forget a chat and remove its file. Deleting an unknown chat is an error, so a client
-    /// learns it passed a wrong id.
+    /// Remove a chat's file, then forget it. Deleting an unknown chat is an error, so a client
+    /// learns it passed a wrong id. If the file cannot be removed the chat stays, in memory and
+    /// on disk, and the error says why.
     pub fn delete(&self, id: &str) -> Result<(), HistoryError> {
         check_id(id)?;
-        if lock(&self.chats).remove(id).is_none() {
+        // Held throughout: no write of this chat lands between the removal and the forgetting.
+        let mut on_disk = lock(&self.on_disk);
+        if !lock(&self.chats).contains_key(id) {
             return Err(HistoryError::UnknownChat(id.to_owned()));
         }
-        let mut on_disk = lock(&self.on_disk);
-        on_disk.insert(id.to_owned(), u64::MAX);
         let path = self.path(id);
         match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(HistoryError::Io { path, source }),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(HistoryError::Io { path, source }),
         }
+        // Later writes of it (a reply still being saved) are skipped.
+        on_disk.insert(id.to_owned(), u64::MAX);
+        lock(&self.chats).remove(id);
+        Ok(())
     }
 
     /// Change one chat in memory, then persist it. On a write error the change stays in memory

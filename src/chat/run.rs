@@ -163,8 +163,31 @@ impl Outcome {
     }
 }
 
+/// Interim saves of a streaming reply happen at most this often; a reply cut by a crash or a
+/// kill loses at most this much of what arrived.
+pub const SAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The `error` a reply carries while it streams: what a reader sees if the process died before
+/// the reply ended. The final save replaces it.
+pub const INTERRUPTED: &str = "interrupted: Quill stopped before the reply ended";
+
+/// Save `message`, replacing the chat's message with the same id, or appending it if there is
+/// none (a turn saves its reply early and then again, and may not have got as far as the first).
+pub fn save_message(store: &HistoryStore, chat_id: &str, message: ChatMessage) -> Result<(), HistoryError> {
+    match store.replace_message(chat_id, message.clone()) {
+        Err(HistoryError::UnknownMessage { .. }) => store.append_message(chat_id, message),
+        r => r,
+    }
+}
+
 /// Run a prepared turn: save the user's message to `save` (a store and chat id; `None` for the
-/// CLI, which keeps no history), stream the reply through `on_delta`, then save the reply.
+/// CLI, which keeps no history; a message with the same id already saved is replaced, so a
+/// caller may save the question before preparing the turn), stream the reply through
+/// `on_delta`, then save the reply.
+///
+/// The reply is saved before the provider is called (empty, marked [`INTERRUPTED`]), again at
+/// most every [`SAVE_EVERY`] while it streams, and finally with how it ended, so a crash or a
+/// kill mid-stream keeps what arrived.
 ///
 /// Fails only when the user's message cannot be saved (the chat was deleted, the disk refused),
 /// before the provider is called. Every other ending is an [`Outcome`].
@@ -176,17 +199,29 @@ pub async fn run(
     mut on_delta: impl FnMut(&str),
 ) -> Result<Outcome, HistoryError> {
     let Prepared { user, assistant_id, request, context_used, history_dropped } = prepared;
+    let assistant = |content: &str| ChatMessage {
+        id: assistant_id.clone(),
+        ..ChatMessage::new(Role::Assistant, content.to_owned())
+    };
+    // The first failure to save the reply, to tell the user; later saves still try.
+    let mut save_error: Option<String> = None;
+    let mut checkpoint = |content: &str, error: Option<String>| {
+        let Some((store, chat_id)) = save else { return };
+        let mut message = assistant(content);
+        message.error = error;
+        save_reply(store, chat_id, message, &mut save_error);
+    };
     if let Some((store, chat_id)) = save {
-        store.append_message(chat_id, user)?;
+        save_message(store, chat_id, user)?;
     }
+    checkpoint("", Some(INTERRUPTED.to_owned()));
     let mut reply = String::new();
-    let ending = stream(provider, &request, cancel, |t| {
-        reply.push_str(t);
-        on_delta(t);
+    let ending = stream(provider, &request, cancel, &mut reply, &mut on_delta, |r: &str| {
+        checkpoint(r, Some(INTERRUPTED.to_owned()));
     })
     .await;
 
-    let mut message = ChatMessage { id: assistant_id.clone(), ..ChatMessage::new(Role::Assistant, reply.clone()) };
+    let mut message = assistant(&reply);
     match &ending {
         Ending::Finished(f) => {
             let Usage { input_tokens, output_tokens } = f.usage;
@@ -197,24 +232,36 @@ pub async fn run(
         Ending::Cancelled => message.error = Some(CANCELLED.to_owned()),
         Ending::Failed(e) => message.error = Some(e.to_string()),
     }
-    let save_error = match save {
-        Some((store, chat_id)) => match store.append_message(chat_id, message) {
-            Ok(()) => None,
-            // Deleted while it answered: there is nothing left to save it to.
-            Err(HistoryError::UnknownChat(_)) => None,
-            Err(e) => {
-                tracing::warn!(chat = chat_id, "chat reply not saved: {e}");
-                Some(e.to_string())
-            }
-        },
-        None => None,
-    };
+    if let Some((store, chat_id)) = save {
+        save_reply(store, chat_id, message, &mut save_error);
+    }
     Ok(Outcome { message_id: assistant_id, reply, ending, context_used, history_dropped, save_error })
 }
 
-/// Stream one answer, every wait raced against `cancel`. Dropping the stream on cancel closes the
-/// provider's connection.
-async fn stream(provider: &Provider, request: &ChatRequest, cancel: &Cancel, mut on_delta: impl FnMut(&str)) -> Ending {
+/// Save a reply (early, interim or final), keeping the first error.
+fn save_reply(store: &HistoryStore, chat_id: &str, message: ChatMessage, first_error: &mut Option<String>) {
+    match save_message(store, chat_id, message) {
+        Ok(()) => {}
+        // Deleted while it answered: there is nothing left to save it to.
+        Err(HistoryError::UnknownChat(_)) => {}
+        Err(e) => {
+            tracing::warn!(chat = chat_id, "chat reply not saved: {e}");
+            first_error.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
+/// Stream one answer into `reply`, every wait raced against `cancel`. Dropping the stream on
+/// cancel closes the provider's connection. `checkpoint` gets the reply so far when it has grown
+/// and [`SAVE_EVERY`] has passed since the last checkpoint, also while the stream stalls.
+async fn stream(
+    provider: &Provider,
+    request: &ChatRequest,
+    cancel: &Cancel,
+    reply: &mut String,
+    mut on_delta: impl FnMut(&str),
+    mut checkpoint: impl FnMut(&str),
+) -> Ending {
     let opened = tokio::select! {
         biased;
         () = cancel.cancelled() => return Ending::Cancelled,
@@ -225,15 +272,25 @@ async fn stream(provider: &Provider, request: &ChatRequest, cancel: &Cancel, mut
         Err(e) => return Ending::Failed(e),
     };
     let mut received = 0;
+    let mut dirty = false;
+    let mut next_save = tokio::time::Instant::now() + SAVE_EVERY;
     loop {
         let next = tokio::select! {
             biased;
             () = cancel.cancelled() => return Ending::Cancelled,
+            () = tokio::time::sleep_until(next_save), if dirty => {
+                checkpoint(reply);
+                dirty = false;
+                next_save = tokio::time::Instant::now() + SAVE_EVERY;
+                continue;
+            }
             ev = stream.next() => ev,
         };
         match next {
             Some(Ok(Event::Delta(t))) => {
                 received += t.chars().count();
+                reply.push_str(&t);
+                dirty = true;
                 on_delta(&t);
             }
             Some(Ok(Event::Done(f))) => return Ending::Finished(f),
@@ -255,16 +312,28 @@ async fn stream(provider: &Provider, request: &ChatRequest, cancel: &Cancel, mut
 /// refused; NUL bytes are caught later by [`super::context`], with the same wording as open
 /// documents.
 pub fn read_context_file(path: &Path) -> Result<Rope, String> {
-    let meta = std::fs::metadata(path).map_err(|e| io_reason(&e))?;
+    use std::io::Read;
+    // One open: the size checked is the size of the file read, even if the path is swapped.
+    let file = std::fs::File::open(path).map_err(|e| io_reason(&e))?;
+    let meta = file.metadata().map_err(|e| io_reason(&e))?;
     if !meta.is_file() {
         return Err("not a regular file".to_owned());
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(format!("file too large ({} bytes; the limit is {MAX_FILE_BYTES})", meta.len()));
+        return Err(too_large(&meta.len().to_string()));
     }
-    let bytes = std::fs::read(path).map_err(|e| io_reason(&e))?;
+    // A file growing after the check is still read at most one byte past the limit.
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| io_reason(&e))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(&format!("more than {MAX_FILE_BYTES}")));
+    }
     let text = String::from_utf8(bytes).map_err(|_| "binary content (not UTF-8 text)".to_owned())?;
     Ok(Rope::from_str(&text))
+}
+
+fn too_large(len: &str) -> String {
+    format!("file too large ({len} bytes; the limit is {MAX_FILE_BYTES})")
 }
 
 fn io_reason(e: &std::io::Error) -> String {

@@ -77,7 +77,16 @@ fn file_uri(path: &Path) -> String {
         Ok(cwd) => cwd.join(path),
         Err(_) => path.to_path_buf(),
     });
-    format!("file://{}", abs.display())
+    // Percent-encoded, so `%` and non-ASCII names decode back to the same path (`uri_path`).
+    let mut uri = String::from("file://");
+    for &b in abs.to_string_lossy().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri
 }
 
 fn warn(msg: &str) {
@@ -195,5 +204,13 @@ mod tests {
         assert_eq!(parse_file("odd:name"), Ok((PathBuf::from("odd:name"), None)));
         assert!(parse_file("a.rs:0-3").is_err());
         assert!(parse_file("a.rs:5-2").is_err());
+    }
+
+    #[test]
+    fn file_uris_decode_back_to_the_path() {
+        for name in ["a%41.rs", "é ü.rs", "100%+"] {
+            let path = std::env::temp_dir().join(name);
+            assert_eq!(uri_path(&file_uri(&path)), Some(path.display().to_string()), "{name}");
+        }
     }
 }

@@ -419,48 +419,52 @@ impl QuillServer {
         let docs = StoreDocs { store: self.store.clone(), first };
         let client = self.client.clone();
         let task_cancel = cancel.clone();
+        let history = history.clone();
         let id = message_id.clone();
         let handle = tokio::spawn(async move {
+            // Held to the end, panic or not: the chat is free again once the turn is over.
             let _slot = slot;
-            // Context resolution reads files and may parse documents for symbols: off the
-            // async workers.
-            let history_now = chat.messages;
-            let prep_id = id.clone();
-            let prepared = tokio::task::spawn_blocking(move || {
-                run::prepare(&history_now, &message, &mentions, &docs, &settings, prep_id)
-            })
-            .await;
-            let prepared = match prepared {
-                Ok(p) => p,
-                Err(e) => {
-                    return not_started(&client, &chat_id, &id, format!("context could not be prepared: {e}")).await;
-                }
-            };
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            let forwarder = tokio::spawn(forward_deltas(client.clone(), chat_id.clone(), id.clone(), rx));
-            let result = run::run(&provider, prepared, Some((&history, &chat_id)), &task_cancel, |t| {
-                let _ = tx.send(t.to_owned());
-            })
-            .await;
-            drop(tx);
-            // Every delta is out before `done`.
-            let _ = forwarder.await;
-            let outcome = match result {
-                Ok(o) => o,
-                Err(e) => {
-                    return not_started(&client, &chat_id, &id, format!("the message could not be saved: {e}")).await;
-                }
-            };
-            if let Some(e) = &outcome.save_error {
-                client
-                    .show_message(
-                        tower_lsp_server::ls_types::MessageType::WARNING,
-                        format!("Quill chat: the reply was not saved: {e}"),
-                    )
-                    .await;
+            // The question is saved before anything else can go wrong.
+            let question = ChatMessage::user(message.as_str());
+            let question_id = question.id.clone();
+            if let Err(e) = history.append_message(&chat_id, question) {
+                return not_started(&client, &chat_id, &id, format!("the message could not be saved: {e}")).await;
             }
-            client.send_notification::<ChatDone>(outcome_json(&chat_id, &outcome)).await;
-            Ok(outcome)
+            // What arrived so far, kept outside the turn so a panic cannot lose it.
+            let partial = Arc::new(Mutex::new(String::new()));
+            let body = turn_body(TurnParts {
+                client: client.clone(),
+                history: history.clone(),
+                chat_id: chat_id.clone(),
+                id: id.clone(),
+                question_id,
+                history_now: chat.messages,
+                message,
+                mentions,
+                docs,
+                settings,
+                provider,
+                cancel: task_cancel,
+                partial: partial.clone(),
+            });
+            match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(body)).await {
+                Ok(r) => r,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    let why = format!("internal error: the chat turn crashed ({what})");
+                    let reply = lock(&partial).clone();
+                    let mut m = ChatMessage { id: id.clone(), ..ChatMessage::assistant(reply) };
+                    m.error = Some(why.clone());
+                    if let Err(e) = run::save_message(&history, &chat_id, m) {
+                        tracing::warn!(chat = chat_id, "chat reply not saved after a crash: {e}");
+                    }
+                    not_started(&client, &chat_id, &id, why).await
+                }
+            }
         });
         Ok((message_id, TurnGuard { handle, cancel: Some(cancel) }))
     }
@@ -546,8 +550,14 @@ impl QuillServer {
 
     pub(super) async fn chat_list(&self, _params: Value) -> Result<Value> {
         let history = self.history()?;
-        let chats: Vec<Value> =
-            history.list().iter().filter_map(|s| history.get(&s.id).ok()).map(|c| summary_json(&c)).collect();
+        let chats: Vec<Value> = history
+            .list()
+            .iter()
+            .map(|c| {
+                json!({"chatId": c.id, "title": c.title, "model": c.model, "updated": c.updated_ms,
+                       "messages": c.message_count})
+            })
+            .collect();
         Ok(Value::Array(chats))
     }
 
@@ -664,6 +674,21 @@ impl QuillServer {
         Ok(Some(json!({"chatId": chat.id, "messageId": message_id})))
     }
 
+    /// On `shutdown`: stop every running turn and wait (at most about a second) for each to save
+    /// what arrived, so replies in progress are kept (marked cancelled) across the restart.
+    // Called from `shutdown` in lsp/mod.rs (wired by the lead).
+    #[allow(dead_code)]
+    pub(super) async fn cancel_all_chats(&self) {
+        for r in lock(&self.chats.running).values() {
+            r.cancel.cancel();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        // A turn frees its slot only after its final save.
+        while !lock(&self.chats.running).is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// A document's path relative to the workspace root when under it, for titles.
     fn shown_path(&self, uri: &str) -> String {
         let path = uri_path(uri).unwrap_or_else(|| uri.to_owned());
@@ -673,6 +698,77 @@ impl QuillServer {
             _ => path,
         }
     }
+}
+
+/// What a spawned turn needs.
+struct TurnParts {
+    client: Client,
+    history: Arc<HistoryStore>,
+    chat_id: String,
+    id: String,
+    /// The saved question, replaced by the prepared one (which lists the context used).
+    question_id: String,
+    history_now: Vec<ChatMessage>,
+    message: String,
+    mentions: Vec<Mention>,
+    docs: StoreDocs,
+    settings: Settings,
+    provider: Provider,
+    cancel: Cancel,
+    partial: Arc<Mutex<String>>,
+}
+
+/// A turn after its question was saved: prepare, stream, save, tell the client.
+async fn turn_body(t: TurnParts) -> TurnResult {
+    let TurnParts {
+        client,
+        history,
+        chat_id,
+        id,
+        question_id,
+        history_now,
+        message,
+        mentions,
+        docs,
+        settings,
+        provider,
+        cancel,
+        partial,
+    } = t;
+    // Context resolution reads files and may parse documents for symbols: off the async workers.
+    let prep_id = id.clone();
+    let prepared =
+        tokio::task::spawn_blocking(move || run::prepare(&history_now, &message, &mentions, &docs, &settings, prep_id))
+            .await;
+    let mut prepared = match prepared {
+        Ok(p) => p,
+        Err(e) => return not_started(&client, &chat_id, &id, format!("context could not be prepared: {e}")).await,
+    };
+    prepared.user.id = question_id;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let forwarder = tokio::spawn(forward_deltas(client.clone(), chat_id.clone(), id.clone(), rx));
+    let result = run::run(&provider, prepared, Some((&history, &chat_id)), &cancel, |t| {
+        lock(&partial).push_str(t);
+        let _ = tx.send(t.to_owned());
+    })
+    .await;
+    drop(tx);
+    // Every delta is out before `done`.
+    let _ = forwarder.await;
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => return not_started(&client, &chat_id, &id, format!("the message could not be saved: {e}")).await,
+    };
+    if let Some(e) = &outcome.save_error {
+        client
+            .show_message(
+                tower_lsp_server::ls_types::MessageType::WARNING,
+                format!("Quill chat: the reply was not saved: {e}"),
+            )
+            .await;
+    }
+    client.send_notification::<ChatDone>(outcome_json(&chat_id, &outcome)).await;
+    Ok(outcome)
 }
 
 /// Tell the client a turn ended before its provider was called; the `Err` of its task.
