@@ -654,6 +654,37 @@ fn a_reply_cut_by_a_killed_server_is_kept_for_the_next_one() {
 }
 
 #[test]
+fn shutdown_saves_a_streaming_reply_as_cancelled() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().display().to_string();
+    let env = [("XDG_DATA_HOME", data_dir.as_str())];
+    let gate = Gate::new();
+    let g = gate.clone();
+    let mut w = World::start_with(move |_, _| gated("Half an answer", &g, &[" never sent"]), &env);
+    let uri = w.uri("lib.rs");
+    w.lsp.open(&uri, "rust", "fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n");
+    // An explain turn: no request waits on it, so only `shutdown` can stop it and save it as
+    // cancelled (otherwise the last interim save says "interrupted", or nothing arrived yet).
+    let r = w
+        .lsp
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "quill.explain", "arguments": [{"uri": uri, "range": range(0, 0, 3, 0)}]}),
+        )
+        .expect("explain");
+    let chat = r["chatId"].as_str().expect("chatId").to_owned();
+    w.first_delta();
+    w.lsp.request("shutdown", Value::Null).expect("shutdown");
+    w.lsp.notify("exit", Value::Null);
+    assert_eq!(w.lsp.wait_exit(), Some(0));
+    w.lsp = launch(&w.fake, &w.root, &env);
+    let h = w.history(&chat);
+    assert_eq!(h["messages"][1]["content"], "Half an answer", "{h}");
+    assert_eq!(h["messages"][1]["error"], "cancelled", "{h}");
+    gate.open();
+}
+
+#[test]
 fn delete_while_a_reply_streams_stops_it_and_leaves_no_file() {
     let data = tempfile::tempdir().expect("tempdir");
     let data_dir = data.path().display().to_string();

@@ -676,8 +676,6 @@ impl QuillServer {
 
     /// On `shutdown`: stop every running turn and wait (at most about a second) for each to save
     /// what arrived, so replies in progress are kept (marked cancelled) across the restart.
-    // Called from `shutdown` in lsp/mod.rs (wired by the lead).
-    #[allow(dead_code)]
     pub(super) async fn cancel_all_chats(&self) {
         for r in lock(&self.chats.running).values() {
             r.cancel.cancel();

@@ -510,6 +510,8 @@ impl LanguageServer for QuillServer {
     async fn shutdown(&self) -> Result<()> {
         self.shutdown_requested.store(true, Ordering::SeqCst);
         tracing::info!("shutdown requested");
+        // Replies still streaming are saved (marked cancelled) before the process may exit.
+        self.cancel_all_chats().await;
         Ok(())
     }
 
