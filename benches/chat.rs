@@ -11,7 +11,7 @@ mod fixtures;
 
 use std::{io::Write, time::Instant};
 
-use common::{Lsp, closed_port_url};
+use common::Lsp;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -139,11 +139,7 @@ fn main() {
     ];
     let mut medians: Vec<Vec<u128>> = vec![Vec::new(); scenarios.len()];
     for run in 1..=RUNS {
-        let closed = closed_port_url();
-        let mut lsp = Lsp::spawn_clean(
-            None,
-            &[("QUILL_PROBE_OLLAMA", closed.as_str()), ("QUILL_PROBE_LLAMACPP", closed.as_str())],
-        );
+        let mut lsp = Lsp::spawn_isolated(&[]);
         lsp.initialize(json!({
             "processId": null,
             "rootUri": format!("file://{}", root.path().display()),

@@ -101,10 +101,7 @@ impl World {
         let mut opts = options(&fake);
         tweak(&mut opts);
         let root = tempfile::tempdir().expect("tempdir");
-        let closed = closed_port_url();
-        let mut all = vec![("QUILL_PROBE_OLLAMA", closed.as_str()), ("QUILL_PROBE_LLAMACPP", closed.as_str())];
-        all.extend_from_slice(env);
-        let mut lsp = Lsp::spawn_clean(None, &all);
+        let mut lsp = Lsp::spawn_isolated(env);
         lsp.initialize(json!({
             "processId": null,
             "rootUri": format!("file://{}", root.path().display()),

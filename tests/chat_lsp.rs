@@ -8,7 +8,7 @@
 mod common;
 mod fake;
 
-use common::{Lsp, TIMEOUT, closed_port_url, range};
+use common::{Lsp, TIMEOUT, range};
 use expect_test::expect;
 use fake::{Fake, Gate, Recorded, Reply};
 use serde_json::{Value, json};
@@ -133,10 +133,7 @@ impl World {
 }
 
 fn launch(fake: &Fake, root: &tempfile::TempDir, env: &[(&str, &str)]) -> Lsp {
-    let closed = closed_port_url();
-    let mut all = vec![("QUILL_PROBE_OLLAMA", closed.as_str()), ("QUILL_PROBE_LLAMACPP", closed.as_str())];
-    all.extend_from_slice(env);
-    let mut lsp = Lsp::spawn_clean(None, &all);
+    let mut lsp = Lsp::spawn_isolated(env);
     lsp.initialize(json!({
         "processId": null,
         "rootUri": format!("file://{}", root.path().display()),

@@ -11,7 +11,7 @@ use std::{
     time::Instant,
 };
 
-use common::{TIMEOUT, closed_port_url};
+use common::TIMEOUT;
 use fake::{Fake, Gate, Reply};
 use serde_json::{Value, json};
 
@@ -59,18 +59,8 @@ impl Setup {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let home = self.ws.path().join("home");
-        let mut cmd = Command::new(common::quill_bin());
-        cmd.arg("chat").args(args).current_dir(self.ws.path()).env_clear();
-        if let Some(path) = std::env::var_os("PATH") {
-            cmd.env("PATH", path);
-        }
-        cmd.env("HOME", &home)
-            .env("XDG_CONFIG_HOME", &home)
-            .env("XDG_DATA_HOME", home.join("data"))
-            .env("QUILL_LOG", "warn")
-            .env("QUILL_PROBE_OLLAMA", closed_port_url())
-            .env("QUILL_PROBE_LLAMACPP", closed_port_url());
+        let mut cmd = common::isolated_command(&self.ws.path().join("home"));
+        cmd.arg("chat").args(args).current_dir(self.ws.path());
         cmd
     }
 

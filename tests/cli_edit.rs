@@ -10,7 +10,6 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
-use common::closed_port_url;
 use expect_test::expect;
 use fake::{Fake, Gate, Reply};
 use serde_json::json;
@@ -68,16 +67,8 @@ impl World {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(common::quill_bin());
-        cmd.arg("edit").args(args).current_dir(self.ws.path()).env_clear();
-        if let Some(path) = std::env::var_os("PATH") {
-            cmd.env("PATH", path);
-        }
-        cmd.env("HOME", self.home.path())
-            .env("XDG_CONFIG_HOME", self.home.path())
-            .env("QUILL_LOG", "warn")
-            .env("QUILL_PROBE_OLLAMA", closed_port_url())
-            .env("QUILL_PROBE_LLAMACPP", closed_port_url());
+        let mut cmd = common::isolated_command(self.home.path());
+        cmd.arg("edit").args(args).current_dir(self.ws.path());
         cmd
     }
 

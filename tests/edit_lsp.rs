@@ -10,7 +10,7 @@ mod fake;
 
 use std::time::Duration;
 
-use common::{Lsp, closed_port_url, range};
+use common::{Lsp, range};
 use expect_test::expect;
 use fake::{Fake, Gate, Recorded, Reply};
 use serde_json::{Value, json};
@@ -82,11 +82,7 @@ impl World {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let fake = rt.block_on(Fake::start(handler));
         let root = tempfile::tempdir().expect("tempdir");
-        let closed = closed_port_url();
-        let mut lsp = Lsp::spawn_clean(
-            None,
-            &[("QUILL_PROBE_OLLAMA", closed.as_str()), ("QUILL_PROBE_LLAMACPP", closed.as_str())],
-        );
+        let mut lsp = Lsp::spawn_isolated(&[]);
         lsp.initialize(json!({
             "processId": null,
             "rootUri": format!("file://{}", root.path().display()),
@@ -288,9 +284,7 @@ fn resolve_returns_a_versioned_edit_and_applies_nothing() {
 
 #[test]
 fn no_provider_lists_nothing_and_no_error() {
-    let closed = closed_port_url();
-    let mut lsp =
-        Lsp::spawn_clean(None, &[("QUILL_PROBE_OLLAMA", closed.as_str()), ("QUILL_PROBE_LLAMACPP", closed.as_str())]);
+    let mut lsp = Lsp::spawn_isolated(&[]);
     lsp.initialize(json!({"processId": null, "rootUri": null, "capabilities": {}}));
     lsp.open("file:///a.py", "python", CALC);
     let params =

@@ -327,6 +327,34 @@ pub fn init_params(encodings: &[&str]) -> Value {
 }
 
 /// A loopback URL where nothing listens (connections are refused at once).
+/// A `quill` command that sees only `PATH` plus `home` as its home, config and data directories,
+/// and finds no local model server (the probes point at a closed port), so API keys and servers
+/// on the test machine cannot change the outcome.
+pub fn isolated_command(home: &Path) -> Command {
+    let mut cmd = Command::new(quill_bin());
+    cmd.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("QUILL_LOG", "warn")
+        .env("QUILL_PROBE_OLLAMA", closed_port_url())
+        .env("QUILL_PROBE_LLAMACPP", closed_port_url());
+    cmd
+}
+
+impl Lsp {
+    /// [`Lsp::spawn_clean`] with the local-server probes pointed at a closed port, plus `env`.
+    pub fn spawn_isolated(env: &[(&str, &str)]) -> Lsp {
+        let closed = closed_port_url();
+        let mut all = vec![("QUILL_PROBE_OLLAMA", closed.as_str()), ("QUILL_PROBE_LLAMACPP", closed.as_str())];
+        all.extend_from_slice(env);
+        Lsp::spawn_clean(None, &all)
+    }
+}
+
 pub fn closed_port_url() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
