@@ -46,15 +46,7 @@ impl Setup {
     fn new(handler: impl Fn(&fake::Recorded, usize) -> Reply + Send + Sync + 'static) -> Setup {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let fake = rt.block_on(Fake::start(handler));
-        let ws = tempfile::tempdir().expect("tempdir");
-        std::fs::write(
-            ws.path().join("quill.toml"),
-            format!(
-                "[providers.x]\nkind = \"openai-compatible\"\nbase_url = \"{}/v1\"\nmodel = \"m\"\n[chat]\nprovider = \"x\"\n",
-                fake.url
-            ),
-        )
-        .expect("write");
+        let ws = common::workspace_for(&fake.url, "chat");
         Setup { rt, fake, ws }
     }
 

@@ -48,15 +48,7 @@ impl World {
     fn start(handler: impl Fn(&fake::Recorded, usize) -> Reply + Send + Sync + 'static) -> World {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let fake = rt.block_on(Fake::start(handler));
-        let ws = tempfile::tempdir().expect("tempdir");
-        std::fs::write(
-            ws.path().join("quill.toml"),
-            format!(
-                "[providers.x]\nkind = \"openai-compatible\"\nbase_url = \"{}/v1\"\nmodel = \"m\"\n[edit]\nprovider = \"x\"\n",
-                fake.url
-            ),
-        )
-        .expect("write");
+        let ws = common::workspace_for(&fake.url, "edit");
         std::fs::create_dir(ws.path().join("pkg")).expect("mkdir");
         std::fs::write(ws.path().join("pkg/calc.py"), CALC).expect("write");
         World { _rt: rt, fake, ws, home: tempfile::tempdir().expect("tempdir") }

@@ -355,6 +355,17 @@ impl Lsp {
     }
 }
 
+/// A temporary workspace whose `quill.toml` routes `feature` (`chat`, `edit`, ...) to one
+/// `openai-compatible` provider at `base_url` (the fake's URL; `/v1` is added).
+pub fn workspace_for(base_url: &str, feature: &str) -> tempfile::TempDir {
+    let ws = tempfile::tempdir().expect("tempdir");
+    let toml = format!(
+        "[providers.x]\nkind = \"openai-compatible\"\nbase_url = \"{base_url}/v1\"\nmodel = \"m\"\n[{feature}]\nprovider = \"x\"\n"
+    );
+    std::fs::write(ws.path().join("quill.toml"), toml).expect("write quill.toml");
+    ws
+}
+
 pub fn closed_port_url() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
