@@ -18,7 +18,7 @@ use ropey::Rope;
 
 use super::{
     context::{Budget, ContextItem, Docs, Mention, build_turn},
-    history::{ChatMessage, HistoryError, HistoryStore, Role, new_id},
+    history::{ChatMessage, HistoryError, HistoryStore, Role},
 };
 use crate::{
     config::{ChatConfig, Feature},
@@ -342,9 +342,4 @@ fn io_reason(e: &std::io::Error) -> String {
         std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
         _ => format!("cannot read: {e}"),
     }
-}
-
-/// A fresh message id, for callers that announce the reply's id before the turn runs.
-pub fn new_message_id() -> String {
-    new_id()
 }

@@ -145,7 +145,7 @@ pub fn run(args: ChatArgs) -> ExitCode {
             Err(e) => return fail(&e),
         };
     let settings = Settings::from_config(&config.chat);
-    let prepared = run::prepare(&[], question, &mentions, &FsDocs, &settings, run::new_message_id());
+    let prepared = run::prepare(&[], question, &mentions, &FsDocs, &settings, crate::chat::history::new_id());
     for item in &prepared.context_used {
         let name = shown.iter().find(|(u, _)| *u == item.uri).map_or(item.uri.as_str(), |(_, a)| a.as_str());
         match &item.status {

@@ -401,7 +401,7 @@ impl QuillServer {
     async fn start_turn(&self, start: Start) -> Result<(String, TurnGuard)> {
         let history = self.history()?;
         let chat_id = history.get(&start.chat_id).map_err(history_error)?.id;
-        let message_id = run::new_message_id();
+        let message_id = history::new_id();
         let cancel = Cancel::new();
         let slot = {
             let mut running = lock(&self.chats.running);
@@ -651,7 +651,7 @@ impl QuillServer {
             return Err(invalid("nothing to explain: the selection is blank"));
         }
         let uri = snap.uri.clone();
-        let path = self.shown_path(&uri);
+        let path = crate::complete::prompt_path(&uri, self.root().as_deref());
         let lines = if first_line == last_line {
             format!("{}", first_line + 1)
         } else {
@@ -684,16 +684,6 @@ impl QuillServer {
         // A turn frees its slot only after its final save.
         while !lock(&self.chats.running).is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// A document's path relative to the workspace root when under it, for titles.
-    fn shown_path(&self, uri: &str) -> String {
-        let path = uri_path(uri).unwrap_or_else(|| uri.to_owned());
-        let root = self.session.read().ok().and_then(|s| s.root.clone());
-        match root.and_then(|r| std::path::Path::new(&path).strip_prefix(&r).ok().map(|p| p.display().to_string())) {
-            Some(rel) if !rel.is_empty() => rel,
-            _ => path,
         }
     }
 }

@@ -392,9 +392,8 @@ impl QuillServer {
                 line: d.range.start.line as usize,
             });
         }
-        let root = self.session.read().ok().and_then(|s| s.root.clone());
         let job = Job {
-            path: complete::prompt_path(args.uri.as_str(), root.as_deref()),
+            path: complete::prompt_path(args.uri.as_str(), self.root().as_deref()),
             language_id: snap.language_id.clone(),
             text: snap.text.clone(),
             selection,

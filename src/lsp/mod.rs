@@ -269,6 +269,11 @@ impl QuillServer {
         self.config.read().map(|c| c.clone()).unwrap_or_default()
     }
 
+    /// The workspace root from `initialize`, for the paths shown to models and in titles.
+    fn root(&self) -> Option<PathBuf> {
+        self.session.read().ok().and_then(|s| s.root.clone())
+    }
+
     fn snapshot(&self, uri: &Uri) -> std::result::Result<Snapshot, Error> {
         let key = convert::uri_key(uri);
         self.store.snapshot(key).ok_or_else(|| Error::UnknownDocument(key.to_owned()))
@@ -402,7 +407,7 @@ impl QuillServer {
             }
         };
         let cursor = peek.text.char_to_byte(ch);
-        let root = self.session.read().ok().and_then(|s| s.root.clone());
+        let root = self.root();
         let ask = autocomplete::Ask { store: &self.store, peek, cursor, manual, root, enc: self.encoding() };
         // Errors were already reported through the status pump.
         Ok(autocomplete::ask(&sched, ask).await.unwrap_or(None))
