@@ -332,8 +332,9 @@ fn quill_edit_with_an_instruction_and_a_cursor_rewrites_the_enclosing_function()
     assert_eq!(apply_edits(CALC, &edits), CALC.replace("return x * 2", "return x + x"));
 }
 
-#[test]
-fn a_stale_edit_is_refused_and_the_typing_survives() {
+/// A Document edit of `calc.py` in flight: returns once the provider has the request, whose
+/// answer waits for the returned gate.
+fn held_document_edit() -> (World, Gate, String, Value) {
     let gate = Gate::new();
     let g = gate.clone();
     let body: String = AREA_DOC.split_inclusive('\n').map(chunk).collect::<String>() + &finish("stop");
@@ -344,6 +345,12 @@ fn a_stale_edit_is_refused_and_the_typing_survives() {
         json!({"command": "quill.edit", "arguments": [{"uri": uri, "range": range(2, 0, 4, 0), "intent": "document"}]}),
     );
     w.wait_requests(1);
+    (w, gate, uri, id)
+}
+
+#[test]
+fn a_stale_edit_is_refused_and_the_typing_survives() {
+    let (mut w, gate, uri, id) = held_document_edit();
     // The user types while the model answers; keystrokes still flow.
     w.lsp.change(&uri, 2, json!([{"range": range(3, 4, 3, 4), "text": "# mine\n    "}]));
     let typed = w.lsp.text(&uri);
@@ -632,16 +639,7 @@ fn a_client_refusal_is_reported_with_its_reason() {
 
 #[test]
 fn a_document_reopened_with_other_text_at_the_same_version_is_refused() {
-    let gate = Gate::new();
-    let g = gate.clone();
-    let body: String = AREA_DOC.split_inclusive('\n').map(chunk).collect::<String>() + &finish("stop");
-    let mut w = World::start(move |_, _| sse_head().gate(&g).bytes(body.clone()), full_caps());
-    let uri = w.open("calc.py", "python", CALC);
-    let id = w.lsp.send_request(
-        "workspace/executeCommand",
-        json!({"command": "quill.edit", "arguments": [{"uri": uri, "range": range(2, 0, 4, 0), "intent": "document"}]}),
-    );
-    w.wait_requests(1);
+    let (mut w, gate, uri, id) = held_document_edit();
     // A `git checkout` while the model answers: closed, then reopened at version 1 again.
     w.lsp.notify("textDocument/didClose", json!({"textDocument": {"uri": uri}}));
     let checked_out = CALC.replace("def area(r):\n    return 3.14 * r * r\n", "def area(r):\n    return r ** 2\n");
